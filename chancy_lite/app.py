@@ -1,0 +1,459 @@
+"""``Chancy``: the application object and its public API, async and sync.
+
+Every method exists as ``async def name(...)`` and as ``def sync_name(...)``.
+The async ones run the SQLite work on a small thread pool so that waiting for
+the write lock never stalls the event loop. Queries live in :mod:`store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from chancy_lite import db, wake
+from chancy_lite.errors import ConfigurationError
+from chancy_lite.job import FINISHED_STATES, Job, QueuedJob, Reference, as_job, ref_id
+from chancy_lite.queue import Executor, Queue
+from chancy_lite.store import Store
+from chancy_lite.utils import Clock, chancy_uuid, micros_now, to_micros
+
+T = TypeVar("T")
+RefLike = Reference | str | QueuedJob
+
+
+class Chancy:
+    """A job queue in one SQLite file.
+
+    ``Chancy("jobs.db")`` (or ``"sqlite:///jobs.db"``) opens nothing until first
+    use; ``with``/``async with`` closes every connection it opened on exit.
+    """
+
+    Executor = Executor
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        plugins: list[Any] | None = None,
+        prefix: str = "chancy_",
+        no_default_plugins: bool = False,
+        log: logging.Logger | None = None,
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+        allow_network_fs: bool | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.path = db.parse_path(path)
+        if allow_network_fs is None:
+            allow_network_fs = os.environ.get("CHANCY_LITE_ALLOW_NETWORK_FS", "") not in ("", "0")
+        db.check_path(self.path, allow_network_fs=allow_network_fs)
+        if busy_timeout < 0:
+            raise ConfigurationError("busy_timeout is in seconds and must be >= 0")
+        self.prefix = prefix
+        self.busy_timeout = float(busy_timeout)
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in db.SYNCHRONOUS:
+            raise ConfigurationError(f"synchronous must be one of {', '.join(db.SYNCHRONOUS)}, got {synchronous!r}")
+        self.allow_network_fs = allow_network_fs
+        self.log = log or logging.getLogger("chancy_lite")
+        self.clock = clock
+        self.plugins = list(plugins or [])
+        self.no_default_plugins = no_default_plugins
+        self.store = Store(prefix)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[db.Connection] = []
+        self._memory_lock = threading.RLock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+
+    # --------------------------------------------------------- connections
+
+    def now(self) -> int:
+        """The current time in microseconds since the epoch, from the injected clock if any."""
+        return to_micros(self.clock()) if self.clock is not None else micros_now()
+
+    def connect(self) -> db.Connection:
+        """A new connection with the recipe. The caller closes it."""
+        return db.connect(
+            self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous,
+            allow_network_fs=self.allow_network_fs, check=False,
+        )
+
+    def _conn(self) -> db.Connection:
+        """This thread's connection (one for all threads with ``:memory:``)."""
+        if os.getpid() != self._pid:
+            raise RuntimeError("a Chancy object cannot be used across fork(); create a new one in the child process")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._lock:
+                if self.path == db.MEMORY and self._connections:
+                    conn = self._connections[0]
+                else:
+                    conn = self.connect()
+                    self._connections.append(conn)
+                    if self.store.channel is None and self.path != db.MEMORY:
+                        self.store.channel = wake.Channel(self.path)
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[db.Connection]:
+        """This thread's apsw connection, for ``*_ex`` calls and your own queries.
+
+        ``with conn:`` on it opens a ``BEGIN IMMEDIATE`` transaction; wake-ups
+        that ``*_ex`` calls queue are sent when it commits.
+        """
+        conn = self._conn()
+        with self._memory_guard():
+            yield conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[db.Connection]:
+        """``with chancy.transaction() as conn:`` commits your rows and pushed jobs together, or neither."""
+        with self.connection() as conn, conn:
+            yield conn
+
+    def _memory_guard(self) -> contextlib.AbstractContextManager[Any]:
+        return self._memory_lock if self.path == db.MEMORY else contextlib.nullcontext()
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._memory_guard(), db.translate_errors(self.path):
+            return fn(self._conn(), *args, **kwargs)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a sync method on the thread pool (own connections) and await it."""
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="chancy-lite")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        """Close every connection this object opened. It can be used again afterwards."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+            pool, self._pool = self._pool, None
+            channel, self.store.channel = self.store.channel, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for conn in connections:
+            with contextlib.suppress(Exception):
+                conn.close()
+        if channel is not None:
+            channel.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> Chancy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Chancy:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Chancy {self.path!r}>"
+
+    # ---------------------------------------------------------- migrations
+
+    def sync_migrate(self, *, to_version: int | None = None) -> list[str]:
+        """Create or upgrade the schema (core and plugins); ``to_version=0`` drops every table."""
+        if to_version is not None and (not isinstance(to_version, int) or to_version < 0):
+            raise ValueError(f"to_version must be an integer >= 0, got {to_version!r}")
+        return self._call(self.store.migrate, to_version)
+
+    async def migrate(self, *, to_version: int | None = None) -> list[str]:
+        return await self._run(self.sync_migrate, to_version=to_version)
+
+    def sync_is_up_to_date(self) -> bool:
+        return self._call(self.store.is_up_to_date)
+
+    async def is_up_to_date(self) -> bool:
+        return await self._run(self.sync_is_up_to_date)
+
+    # -------------------------------------------------------------- queues
+
+    def sync_declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
+        """Store a queue. Without ``upsert`` an existing queue is returned unchanged."""
+        return self._call(self.sync_declare_ex, queue, upsert=upsert)
+
+    async def declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
+        return await self._run(self.sync_declare, queue, upsert=upsert)
+
+    def sync_declare_ex(self, conn: db.Connection, queue: Queue, *, upsert: bool = False) -> Queue:
+        if not isinstance(queue, Queue):
+            raise TypeError(f"declare() takes a Queue, got {queue!r}")
+        with db.translate_errors(self.path):
+            return self.store.declare_queue(conn, queue, upsert=upsert, now=self.now())
+
+    async def declare_ex(self, conn: db.Connection, queue: Queue, *, upsert: bool = False) -> Queue:
+        return await self._run(self.sync_declare_ex, conn, queue, upsert=upsert)
+
+    def sync_get_queue(self, name: str) -> Queue:
+        queue = self._call(self.store.get_queue, name)
+        if queue is None:
+            raise KeyError(f"no queue named {name!r}")
+        return queue
+
+    async def get_queue(self, name: str) -> Queue:
+        return await self._run(self.sync_get_queue, name)
+
+    def sync_get_all_queues(self) -> list[Queue]:
+        return self._call(self.store.get_all_queues)
+
+    async def get_all_queues(self) -> list[Queue]:
+        return await self._run(self.sync_get_all_queues)
+
+    def sync_pause_queue(self, name: str, *, resume_at: dt.datetime | dt.timedelta | None = None) -> None:
+        """Stop claiming from a queue (running jobs go on), until ``resume_at`` if given."""
+        if isinstance(resume_at, dt.timedelta):
+            resume_micros: int | None = self.now() + int(resume_at.total_seconds() * 1_000_000)
+        elif isinstance(resume_at, dt.datetime):
+            resume_micros = to_micros(resume_at)
+        elif resume_at is None:
+            resume_micros = None
+        else:
+            raise TypeError(f"resume_at must be a datetime, a timedelta or None, got {resume_at!r}")
+        if not self._call(self.store.pause_queue, name, resume_at=resume_micros, now=self.now()):
+            raise KeyError(f"no queue named {name!r}")
+
+    async def pause_queue(self, name: str, *, resume_at: dt.datetime | dt.timedelta | None = None) -> None:
+        await self._run(self.sync_pause_queue, name, resume_at=resume_at)
+
+    def sync_resume_queue(self, name: str) -> None:
+        if not self._call(self.store.resume_queue, name, now=self.now()):
+            raise KeyError(f"no queue named {name!r}")
+
+    async def resume_queue(self, name: str) -> None:
+        await self._run(self.sync_resume_queue, name)
+
+    def sync_delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
+        if not self._call(self.store.delete_queue, name, purge_jobs=purge_jobs):
+            raise KeyError(f"no queue named {name!r}")
+
+    async def delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
+        await self._run(self.sync_delete_queue, name, purge_jobs=purge_jobs)
+
+    # ---------------------------------------------------------------- push
+
+    def sync_push(self, job: Job | Callable[..., Any]) -> Reference:
+        """Insert one job; a duplicate active ``unique_key`` returns the existing job's Reference."""
+        return self._call(self.sync_push_ex, job)
+
+    async def push(self, job: Job | Callable[..., Any]) -> Reference:
+        return await self._run(self.sync_push, job)
+
+    def sync_push_ex(self, conn: db.Connection, job: Job | Callable[..., Any]) -> Reference:
+        """Push inside the caller's transaction on ``conn``: it commits or rolls back with the caller's rows."""
+        return self.sync_push_many_ex(conn, [job])[0]
+
+    async def push_ex(self, conn: db.Connection, job: Job | Callable[..., Any]) -> Reference:
+        return await self._run(self.sync_push_ex, conn, job)
+
+    def sync_push_many_ex(self, conn: db.Connection, jobs: Iterable[Job | Callable[..., Any]]) -> list[Reference]:
+        checked = [as_job(j) for j in jobs]
+        with db.translate_errors(self.path):
+            ids = self.store.insert_jobs(conn, checked, self.now(), chancy_uuid)
+        return [Reference(i) for i in ids]
+
+    async def push_many_ex(self, conn: db.Connection, jobs: Iterable[Job | Callable[..., Any]]) -> list[Reference]:
+        return await self._run(self.sync_push_many_ex, conn, list(jobs))
+
+    def sync_push_many(
+        self, jobs: Iterable[Job | Callable[..., Any]], *, batch_size: int = 1000
+    ) -> Iterator[list[Reference]]:
+        """Insert jobs in batches, one transaction each; yields each batch's References."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch: list[Job] = []
+        for item in jobs:
+            batch.append(as_job(item))
+            if len(batch) >= batch_size:
+                yield self._call(self.sync_push_many_ex, batch)
+                batch = []
+        if batch:
+            yield self._call(self.sync_push_many_ex, batch)
+
+    async def push_many(
+        self, jobs: Iterable[Job | Callable[..., Any]], *, batch_size: int = 1000
+    ) -> AsyncIterator[list[Reference]]:
+        batches = self.sync_push_many(jobs, batch_size=batch_size)
+        sentinel: Any = object()
+        while True:
+            refs = await self._run(next, batches, sentinel)
+            if refs is sentinel:
+                return
+            yield refs
+
+    # ---------------------------------------------------------------- jobs
+
+    def sync_get_job(self, ref: RefLike) -> QueuedJob | None:
+        return self._call(self.store.get_job, ref_id(ref))
+
+    async def get_job(self, ref: RefLike) -> QueuedJob | None:
+        return await self._run(self.sync_get_job, ref)
+
+    def sync_get_jobs(self, refs: Iterable[RefLike]) -> list[QueuedJob]:
+        """The jobs that exist, in the order asked; missing ones are skipped."""
+        return self._call(self.store.get_jobs, [ref_id(r) for r in refs])
+
+    async def get_jobs(self, refs: Iterable[RefLike]) -> list[QueuedJob]:
+        return await self._run(self.sync_get_jobs, list(refs))
+
+    def sync_list_jobs(
+        self, *, state: QueuedJob.State | str | None = None, queue: str | None = None, func: str | None = None,
+        limit: int = 100,
+    ) -> list[QueuedJob]:
+        """Jobs newest first, optionally filtered."""
+        state_value = QueuedJob.State(state).value if state is not None else None
+        return self._call(self.store.list_jobs, state=state_value, queue=queue, func=func, limit=limit)
+
+    async def list_jobs(
+        self, *, state: QueuedJob.State | str | None = None, queue: str | None = None, func: str | None = None,
+        limit: int = 100,
+    ) -> list[QueuedJob]:
+        return await self._run(self.sync_list_jobs, state=state, queue=queue, func=func, limit=limit)
+
+    def sync_cancel_job(self, ref: RefLike) -> None:
+        """Cancel a job: a waiting one fails at once; a running one is interrupted and fails, without retry."""
+        self._call(self.store.cancel_job, ref_id(ref), now=self.now())
+
+    async def cancel_job(self, ref: RefLike) -> None:
+        await self._run(self.sync_cancel_job, ref)
+
+    def sync_retry_jobs(self, refs: Iterable[RefLike]) -> list[Reference]:
+        """Put failed jobs back to pending, due now; returns the ones that were retried."""
+        now = self.now()
+        return [Reference(i) for i in map(ref_id, refs) if self._call(self.store.retry_job, i, now=now)]
+
+    async def retry_jobs(self, refs: Iterable[RefLike]) -> list[Reference]:
+        return await self._run(self.sync_retry_jobs, list(refs))
+
+    def sync_purge_jobs(self, refs: Iterable[RefLike]) -> int:
+        """Delete jobs, whatever their state; returns how many existed."""
+        return sum(self._call(self.store.purge_job, ref_id(r)) for r in refs)
+
+    async def purge_jobs(self, refs: Iterable[RefLike]) -> int:
+        return await self._run(self.sync_purge_jobs, list(refs))
+
+    def sync_get_all_workers(self) -> list[dict[str, Any]]:
+        """Workers whose heartbeat is current, with their tags, queues, last heartbeat and leadership."""
+        return self._call(self.store.get_all_workers, now=self.now())
+
+    async def get_all_workers(self) -> list[dict[str, Any]]:
+        return await self._run(self.sync_get_all_workers)
+
+    # ------------------------------------------------------------- waiting
+
+    def _listener(self) -> wake.Listener | None:
+        self._conn()
+        channel = self.store.channel
+        if channel is None:
+            return None
+        try:
+            return wake.Listener(channel, wake.WAITER)
+        except OSError:
+            return None
+
+    def _pending(self, ids: Sequence[str], states: frozenset[str]) -> list[str]:
+        current = self._call(self.store.job_states, ids)
+        return [i for i in ids if i in current and current[i] not in states]
+
+    def sync_wait_for_jobs(
+        self, refs: Iterable[RefLike], *, interval: float = 1, timeout: float | None = None,
+        states: Iterable[QueuedJob.State | str] | None = None,
+    ) -> list[QueuedJob]:
+        """Block until every job is in one of ``states`` (default: finished) or gone; TimeoutError after ``timeout``."""
+        ids = [ref_id(r) for r in refs]
+        wanted = _state_values(states)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        listener = self._listener()
+        try:
+            while True:
+                waiting = self._pending(ids, wanted)
+                if not waiting:
+                    return self.sync_get_jobs(ids)
+                pause = interval if deadline is None else min(interval, deadline - time.monotonic())
+                if pause <= 0:
+                    raise TimeoutError(f"{len(waiting)} job(s) did not finish within {timeout} s")
+                if listener is not None:
+                    listener.wait(pause)
+                else:
+                    time.sleep(pause)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def sync_wait_for_job(
+        self, ref: RefLike, *, interval: float = 1, timeout: float | None = None,
+        states: Iterable[QueuedJob.State | str] | None = None,
+    ) -> QueuedJob | None:
+        """The job once its state is in ``states`` (default: finished), or None if it vanished."""
+        jobs = self.sync_wait_for_jobs([ref], interval=interval, timeout=timeout, states=states)
+        return jobs[0] if jobs else None
+
+    async def wait_for_jobs(
+        self, refs: Iterable[RefLike], *, interval: float = 1, timeout: float | None = None,
+        states: Iterable[QueuedJob.State | str] | None = None,
+    ) -> list[QueuedJob]:
+        ids = [ref_id(r) for r in refs]
+        wanted = _state_values(states)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        listener = await self._run(self._listener)
+        try:
+            while True:
+                waiting = await self._run(self._pending, ids, wanted)
+                if not waiting:
+                    return await self.get_jobs(ids)
+                pause = interval if deadline is None else min(interval, deadline - loop.time())
+                if pause <= 0:
+                    raise TimeoutError(f"{len(waiting)} job(s) did not finish within {timeout} s")
+                if listener is None:
+                    await asyncio.sleep(pause)
+                else:
+                    await _readable(listener, pause)
+                    listener.drain()
+        finally:
+            if listener is not None:
+                listener.close()
+
+    async def wait_for_job(
+        self, ref: RefLike, *, interval: float = 1, timeout: float | None = None,
+        states: Iterable[QueuedJob.State | str] | None = None,
+    ) -> QueuedJob | None:
+        jobs = await self.wait_for_jobs([ref], interval=interval, timeout=timeout, states=states)
+        return jobs[0] if jobs else None
+
+
+def _state_values(states: Iterable[QueuedJob.State | str] | None) -> frozenset[str]:
+    if states is None:
+        return frozenset(s.value for s in FINISHED_STATES)
+    return frozenset(QueuedJob.State(s).value for s in states)
+
+
+async def _readable(listener: wake.Listener, timeout: float) -> None:
+    """Wait until the listener has a datagram or ``timeout`` passes, without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(listener.fileno(), lambda: ready.done() or ready.set_result(None))
+    try:
+        await asyncio.wait_for(ready, timeout)
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(listener.fileno())

@@ -1,0 +1,210 @@
+"""The one connection recipe, and the translation of SQLite errors into ours.
+
+Every connection chancy_lite opens comes from :func:`connect`: WAL mode,
+``synchronous=NORMAL`` (or ``FULL``), a busy timeout, foreign keys, a bounded
+WAL and ``BEGIN IMMEDIATE`` for every write transaction. A connection belongs
+to the process (and normally the thread) that opened it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import apsw
+
+from chancy_lite.errors import (
+    ConfigurationError,
+    DatabaseBusyError,
+    DatabaseError,
+    DatabaseFullError,
+    NotADatabaseError,
+    ReadOnlyDatabaseError,
+)
+
+log = logging.getLogger(__name__)
+
+MEMORY = ":memory:"
+SYNCHRONOUS = ("NORMAL", "FULL", "OFF")
+# Filesystems on which SQLite's locks (and our wake-up sockets) cannot be trusted.
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "sshfs",
+     "davfs", "gcsfuse", "s3fs", "virtiofs", "vboxsf", "prl_fs", "vmhgfs"}
+)
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+Busy = apsw.BusyError
+Full = apsw.FullError
+
+
+def parse_path(path: str | os.PathLike[str]) -> str:
+    """A file path from a path or a ``sqlite:///path`` URL."""
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text:
+        raise ConfigurationError("the database path is empty: give a file path such as 'jobs.db'")
+    if text.startswith("sqlite://"):
+        # SQLAlchemy's spelling: sqlite:///relative.db, sqlite:////absolute.db, sqlite:// = memory.
+        text = text[len("sqlite:///"):] if text.startswith("sqlite:///") else MEMORY
+        if not text:
+            raise ConfigurationError("the sqlite:/// URL names no file: use sqlite:///path/to/jobs.db")
+    if text == MEMORY:
+        return text
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def filesystem_type(path: str) -> str | None:
+    """The type of the filesystem holding ``path``, from /proc/mounts (Linux), or None."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+            mounts = [line.split() for line in fh]
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, fstype = "", None
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, fstype = mount_point, fields[2]
+    return fstype
+
+
+def check_path(path: str, *, allow_network_fs: bool = False) -> None:
+    """Refuse, with an actionable message, a path that cannot hold a queue file."""
+    if path == MEMORY:
+        return
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise ConfigurationError(f"the directory {directory!r} does not exist: create it first or choose another path")
+    if os.path.exists(path):
+        if os.path.isdir(path):
+            raise ConfigurationError(f"{path!r} is a directory: give the path of a database file inside it")
+        if not os.access(path, os.R_OK):
+            raise ReadOnlyDatabaseError(f"cannot read {path!r}: check its permissions")
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+        if head and head != SQLITE_HEADER:
+            raise NotADatabaseError(f"{path!r} is not a SQLite database; refusing to touch it")
+        if not os.access(path, os.W_OK) or not os.access(directory, os.W_OK):
+            raise ReadOnlyDatabaseError(
+                f"{path!r} or its directory is read-only: workers and pushes need to write the file and its WAL"
+            )
+    elif not os.access(directory, os.W_OK):
+        raise ReadOnlyDatabaseError(f"cannot create a database in {directory!r}: the directory is not writable")
+    fstype = filesystem_type(directory)
+    if fstype and not allow_network_fs and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse")):
+        raise ConfigurationError(
+            f"{path!r} is on a {fstype} filesystem: SQLite's locking is unreliable there and jobs could run twice "
+            "or the file could be corrupted. Put the queue file on a local disk, or pass allow_network_fs=True "
+            "(CHANCY_LITE_ALLOW_NETWORK_FS=1) if you know this filesystem is safe."
+        )
+
+
+class Connection(apsw.Connection):
+    """An apsw connection that sends queued wake-ups after its transaction commits.
+
+    Use it as apsw intends: ``with conn:`` opens a ``BEGIN IMMEDIATE``
+    transaction (a savepoint when nested) that commits on success.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.after_commit: list[Callable[[], None]] = []
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        result = super().__exit__(*exc)
+        if not self.in_transaction:
+            self.run_after_commit(committed=exc[0] is None)
+        return result
+
+    def run_after_commit(self, committed: bool = True) -> None:
+        callbacks, self.after_commit = self.after_commit, []
+        if committed:
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # a wake-up is a hint; never fail a commit for it
+                    log.debug("after-commit callback failed", exc_info=True)
+
+
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only (SQLite gives WAL/SHM the same mode)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, stat.S_IRUSR | stat.S_IWUSR)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def connect(
+    path: str,
+    *,
+    busy_timeout: float = 30.0,
+    synchronous: str = "NORMAL",
+    journal_size_limit: int = 64 * 1024 * 1024,
+    allow_network_fs: bool = False,
+    check: bool = True,
+) -> Connection:
+    """Open a connection with the recipe. ``path`` is already parsed (see :func:`parse_path`)."""
+    synchronous = synchronous.upper()
+    if synchronous not in SYNCHRONOUS:
+        raise ConfigurationError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
+    if check:
+        check_path(path, allow_network_fs=allow_network_fs)
+    if path != MEMORY:
+        _create_private(path)
+    with translate_errors(path):
+        conn = Connection(path, statementcachesize=256)
+        try:
+            conn.set_busy_timeout(int(busy_timeout * 1000))
+            conn.transaction_mode = "IMMEDIATE"
+            if path != MEMORY:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+                if str(mode).lower() != "wal":
+                    raise DatabaseError(f"could not switch {path!r} to WAL mode (got {mode!r})")
+            conn.execute(
+                f"PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+                f" PRAGMA journal_size_limit = {int(journal_size_limit)}; PRAGMA temp_store = MEMORY"
+            )
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+_TRANSLATIONS: tuple[tuple[type[BaseException], type[DatabaseError], str], ...] = (
+    (apsw.BusyError, DatabaseBusyError, "the database stayed locked by another connection past the busy timeout"),
+    (apsw.LockedError, DatabaseBusyError, "the database table is locked"),
+    (apsw.FullError, DatabaseFullError, "the disk is full (SQLITE_FULL): free space, then retry"),
+    (apsw.ReadOnlyError, ReadOnlyDatabaseError, "the database is read-only"),
+    (apsw.NotADBError, NotADatabaseError, "the file is not a SQLite database"),
+    (apsw.CorruptError, NotADatabaseError, "the database file is corrupt"),
+    (apsw.CantOpenError, ReadOnlyDatabaseError, "the database file cannot be opened"),
+    (apsw.IOError, DatabaseError, "a disk I/O error occurred"),
+)
+
+
+@contextlib.contextmanager
+def translate_errors(path: str = "") -> Iterator[None]:
+    """Re-raise apsw errors that a user can act on as chancy_lite errors."""
+    try:
+        yield
+    except apsw.Error as exc:
+        for source, target, message in _TRANSLATIONS:
+            if isinstance(exc, source):
+                where = f" ({path})" if path else ""
+                raise target(f"{message}{where}: {exc}") from exc
+        raise
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors a loop should retry with backoff rather than give up on."""
+    return isinstance(
+        exc, apsw.BusyError | apsw.LockedError | apsw.FullError | apsw.IOError | DatabaseBusyError | DatabaseFullError
+    ) or (isinstance(exc, DatabaseError) and isinstance(exc.__cause__, apsw.IOError))

@@ -1,0 +1,279 @@
+"""Jobs as data: ``Job``, ``QueuedJob`` (the job context), ``Limit``, ``Reference`` and ``@job``.
+
+Nothing here does I/O. Validation happens when a ``Job`` is built, so bad input
+fails at push (or declare) time in the caller, never later in a worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from chancy_lite.errors import InvalidJobError
+from chancy_lite.utils import UTC, aware, importable_name, utcnow
+
+_FUNC_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,99}$")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def check_queue_name(name: object, error: type[Exception] = InvalidJobError) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+        raise error(
+            f"queue name {name!r} is not valid: use 1-100 characters from letters, digits, '_', '-', '.', ':'"
+            " starting with a letter, digit or '_'"
+        )
+    return name
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """A resource limit applied to one run of a job."""
+
+    class Type(str, enum.Enum):
+        MEMORY = "memory"  # bytes of address space
+        TIME = "time"  # seconds
+
+    type_: Limit.Type
+    value: int | float
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "type_", Limit.Type(self.type_))
+        except ValueError:
+            raise InvalidJobError(f"unknown limit type {self.type_!r}: use Limit.Type.TIME or Limit.Type.MEMORY") from None
+        if isinstance(self.value, bool) or not isinstance(self.value, int | float) or not self.value > 0:
+            raise InvalidJobError(f"a {self.type_.value} limit must be a positive number, got {self.value!r}")
+
+    def serialize(self) -> dict[str, Any]:
+        return {"t": self.type_.value, "v": self.value}
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> Limit:
+        return cls(Limit.Type(data["t"]), data["v"])
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvalidJobError(message)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Job:
+    """A unit of work: which function to call, with what, and how."""
+
+    func: str
+    queue: str = "default"
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    limits: list[Limit] = dataclasses.field(default_factory=list)
+    priority: int = 0
+    max_attempts: int = 1
+    scheduled_at: dt.datetime = dataclasses.field(default_factory=utcnow)
+    unique_key: str | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if callable(self.func) and not isinstance(self.func, str):
+            object.__setattr__(self, "func", importable_name(self.func))
+        _check(isinstance(self.func, str), f"func must be an import path string or a function, got {self.func!r}")
+        _check(
+            bool(_FUNC_PATH.match(self.func)),
+            f"func {self.func!r} is not an import path: use 'package.module.function' (a module-level function)",
+        )
+        check_queue_name(self.queue)
+        _check(isinstance(self.kwargs, dict), f"kwargs must be a dict, got {type(self.kwargs).__name__}")
+        _check(all(isinstance(k, str) for k in self.kwargs), "kwargs keys must be strings (jobs take keyword arguments)")
+        _check(isinstance(self.meta, dict), f"meta must be a dict, got {type(self.meta).__name__}")
+        _check(
+            isinstance(self.priority, int) and not isinstance(self.priority, bool) and -(2**62) < self.priority < 2**62,
+            f"priority must be an integer, got {self.priority!r}",
+        )
+        _check(
+            isinstance(self.max_attempts, int) and not isinstance(self.max_attempts, bool) and self.max_attempts >= 1,
+            f"max_attempts must be an integer >= 1 (the total number of tries), got {self.max_attempts!r}",
+        )
+        _check(
+            isinstance(self.scheduled_at, dt.datetime),
+            f"scheduled_at must be a datetime, got {type(self.scheduled_at).__name__}",
+        )
+        object.__setattr__(self, "scheduled_at", aware(self.scheduled_at))
+        _check(
+            self.unique_key is None or (isinstance(self.unique_key, str) and self.unique_key != ""),
+            f"unique_key must be a non-empty string or None, got {self.unique_key!r}",
+        )
+        _check(
+            isinstance(self.limits, list | tuple) and all(isinstance(lim, Limit) for lim in self.limits),
+            "limits must be a list of Limit objects",
+        )
+        object.__setattr__(self, "limits", list(self.limits))
+
+    @classmethod
+    def from_func(cls, func: Callable[..., Any], **fields: Any) -> Job:
+        return cls(func=importable_name(func), **fields)
+
+    def with_priority(self, priority: int) -> Job:
+        return dataclasses.replace(self, priority=priority)
+
+    def with_max_attempts(self, max_attempts: int) -> Job:
+        return dataclasses.replace(self, max_attempts=max_attempts)
+
+    def with_scheduled_at(self, scheduled_at: dt.datetime) -> Job:
+        return dataclasses.replace(self, scheduled_at=scheduled_at)
+
+    def with_limits(self, limits: list[Limit]) -> Job:
+        return dataclasses.replace(self, limits=limits)
+
+    def with_kwargs(self, **kwargs: Any) -> Job:
+        return dataclasses.replace(self, kwargs=kwargs)
+
+    def with_unique_key(self, unique_key: str | None) -> Job:
+        return dataclasses.replace(self, unique_key=unique_key)
+
+    def with_queue(self, queue: str) -> Job:
+        return dataclasses.replace(self, queue=queue)
+
+    def with_meta(self, meta: dict[str, Any]) -> Job:
+        return dataclasses.replace(self, meta=meta)
+
+    def limit(self, type_: Limit.Type) -> int | float | None:
+        """The value of the limit of this type, if the job has one."""
+        for lim in self.limits:
+            if lim.type_ is type_:
+                return lim.value
+        return None
+
+    def pack(self) -> dict[str, Any]:
+        """The compact dict form used by cron schedules and workflows."""
+        return {
+            "f": self.func,
+            "k": self.kwargs,
+            "p": self.priority,
+            "a": self.max_attempts,
+            "s": self.scheduled_at.timestamp(),
+            "l": [lim.serialize() for lim in self.limits],
+            "u": self.unique_key,
+            "q": self.queue,
+            "m": self.meta,
+        }
+
+    @classmethod
+    def unpack(cls, data: dict[str, Any]) -> Job:
+        return cls(
+            func=data["f"],
+            kwargs=data.get("k") or {},
+            priority=data.get("p", 0),
+            max_attempts=data.get("a", 1),
+            scheduled_at=dt.datetime.fromtimestamp(data["s"], UTC) if data.get("s") is not None else utcnow(),
+            limits=[Limit.deserialize(lim) for lim in data.get("l") or []],
+            unique_key=data.get("u"),
+            queue=data.get("q", "default"),
+            meta=data.get("m") or {},
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QueuedJob(Job):
+    """A job as stored: the context a running job receives.
+
+    Immutable except ``meta``, whose changes the worker saves when the job ends.
+    """
+
+    class State(str, enum.Enum):
+        PENDING = "pending"
+        RUNNING = "running"
+        RETRYING = "retrying"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id: str
+    attempts: int = 0
+    state: QueuedJob.State = State.PENDING
+    created_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    completed_at: dt.datetime | None = None
+    errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Built from a stored row, which was validated when it was pushed.
+        pass
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    def __repr__(self) -> str:
+        return f"<QueuedJob {self.id} {self.func} queue={self.queue} state={self.state.value} attempts={self.attempts}>"
+
+
+FINISHED_STATES = frozenset({QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED})
+ACTIVE_STATES = frozenset({QueuedJob.State.PENDING, QueuedJob.State.RUNNING, QueuedJob.State.RETRYING})
+
+
+class Reference:
+    """A handle on a pushed job: its id. Equal to another Reference, the id string or its UUID."""
+
+    __slots__ = ("identifier",)
+
+    def __init__(self, identifier: str | uuid.UUID) -> None:
+        self.identifier = str(identifier)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Reference):
+            return self.identifier == other.identifier
+        if isinstance(other, str | uuid.UUID):
+            return self.identifier == str(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.identifier)
+
+    def __str__(self) -> str:
+        return self.identifier
+
+    def __repr__(self) -> str:
+        return f"Reference({self.identifier!r})"
+
+
+def as_job(obj: Any) -> Job:
+    """Accept a Job or a function decorated with @job."""
+    if isinstance(obj, Job):
+        return obj
+    attached = getattr(obj, "job", None)
+    if isinstance(attached, Job):
+        return attached
+    raise InvalidJobError(
+        f"expected a Job or a function decorated with @job, got {obj!r}; wrap a plain function with Job.from_func(fn)"
+    )
+
+
+def ref_id(ref: Reference | str | uuid.UUID | QueuedJob) -> str:
+    if isinstance(ref, QueuedJob):
+        return ref.id
+    if isinstance(ref, Reference):
+        return ref.identifier
+    if isinstance(ref, str | uuid.UUID):
+        return str(ref)
+    raise TypeError(f"expected a Reference or a job id, got {ref!r}")
+
+
+@overload
+def job(func: F, /) -> F: ...
+@overload
+def job(*, queue: str = ..., **fields: Any) -> Callable[[F], F]: ...
+def job(func: Any = None, /, **fields: Any) -> Any:
+    """Mark a function as a job: ``fn.job`` becomes ``Job.from_func(fn, **fields)``.
+
+    The function is returned unchanged and stays callable directly.
+    """
+
+    def decorate(fn: F) -> F:
+        fn.job = Job.from_func(fn, **fields)  # type: ignore[attr-defined]
+        return fn
+
+    return decorate(func) if func is not None else decorate

@@ -1,0 +1,91 @@
+"""``Queue``: a named stream of jobs and how workers should run it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+from typing import Any
+
+from chancy_lite.errors import InvalidQueueError
+from chancy_lite.job import check_queue_name
+from chancy_lite.utils import aware, dump_json
+
+
+class Executor(str, enum.Enum):
+    """Import paths of the built-in executors (also ``Chancy.Executor``)."""
+
+    Process = "chancy_lite.executors.process.ProcessExecutor"
+    Threaded = "chancy_lite.executors.thread.ThreadedExecutor"
+    Async = "chancy_lite.executors.asyncex.AsyncExecutor"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _fail(message: str) -> None:
+    raise InvalidQueueError(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Queue:
+    """A queue's configuration, as declared and as stored."""
+
+    class State(str, enum.Enum):
+        ACTIVE = "active"
+        PAUSED = "paused"
+
+    name: str
+    concurrency: int | None = dataclasses.field(default=None, kw_only=True)
+    tags: set[str] = dataclasses.field(default_factory=lambda: {".*"}, kw_only=True)
+    state: Queue.State = dataclasses.field(default=State.ACTIVE, kw_only=True)
+    executor: str = dataclasses.field(default=Executor.Process.value, kw_only=True)
+    executor_options: dict[str, Any] = dataclasses.field(default_factory=dict, kw_only=True)
+    polling_interval: float = dataclasses.field(default=5, kw_only=True)
+    rate_limit: int | None = dataclasses.field(default=None, kw_only=True)
+    rate_limit_window: float | None = dataclasses.field(default=None, kw_only=True)
+    resume_at: dt.datetime | None = dataclasses.field(default=None, kw_only=True)
+    eager_polling: bool = dataclasses.field(default=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        check_queue_name(self.name, InvalidQueueError)
+        try:
+            object.__setattr__(self, "state", Queue.State(self.state))
+        except ValueError:
+            _fail(f"queue state must be 'active' or 'paused', got {self.state!r}")
+        if self.concurrency is not None and (
+            isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1
+        ):
+            _fail(f"concurrency must be None (the executor's default) or an integer >= 1, got {self.concurrency!r}")
+        if isinstance(self.tags, str) or not all(isinstance(t, str) for t in self.tags):
+            _fail("tags must be a set of regular expressions (strings)")
+        for tag in self.tags:
+            try:
+                re.compile(tag)
+            except re.error as exc:
+                _fail(f"tag {tag!r} is not a valid regular expression: {exc}")
+        object.__setattr__(self, "tags", set(self.tags))
+        if not isinstance(self.executor, str) or "." not in self.executor:
+            _fail(f"executor must be an import path such as Chancy.Executor.Threaded, got {self.executor!r}")
+        object.__setattr__(self, "executor", str(self.executor))
+        if not isinstance(self.executor_options, dict):
+            _fail("executor_options must be a dict")
+        dump_json(self.executor_options, "executor_options")
+        if isinstance(self.polling_interval, bool) or not isinstance(self.polling_interval, int | float):
+            _fail(f"polling_interval must be a number of seconds, got {self.polling_interval!r}")
+        if not self.polling_interval > 0:
+            _fail(f"polling_interval must be > 0 seconds, got {self.polling_interval!r}")
+        if (self.rate_limit is None) != (self.rate_limit_window is None):
+            _fail("rate_limit and rate_limit_window go together: give both (N jobs per W seconds) or neither")
+        if self.rate_limit is not None and (not isinstance(self.rate_limit, int) or self.rate_limit < 1):
+            _fail(f"rate_limit must be an integer >= 1, got {self.rate_limit!r}")
+        if self.rate_limit_window is not None and not (
+            isinstance(self.rate_limit_window, int | float) and self.rate_limit_window > 0
+        ):
+            _fail(f"rate_limit_window must be a positive number of seconds, got {self.rate_limit_window!r}")
+        if self.resume_at is not None:
+            if not isinstance(self.resume_at, dt.datetime):
+                _fail(f"resume_at must be a datetime, got {self.resume_at!r}")
+            object.__setattr__(self, "resume_at", aware(self.resume_at))
+        object.__setattr__(self, "eager_polling", bool(self.eager_polling))

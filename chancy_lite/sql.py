@@ -1,0 +1,336 @@
+"""Every SQL statement chancy_lite runs, named, with the transition it makes.
+
+No logic lives here. ``{p}`` is the table prefix (``chancy_`` by default); the
+store formats each statement once per prefix. Timestamps are INTEGER
+microseconds since the Unix epoch (UTC), which round-trip exactly, down to
+``datetime.min``. Lists and dicts are JSON text.
+
+The claimable states appear as literals, never as bound parameters: SQLite
+only uses a partial index when the query's WHERE literally implies the index's.
+"""
+
+from __future__ import annotations
+
+# ----------------------------------------------------------------- migrations
+# Each key ("chancy" for the core, one per plugin later) steps through numbered
+# versions. A step is a list of statements run in one transaction.
+
+CREATE_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS {p}migrations (
+    key TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+)
+"""
+MIGRATIONS_TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{p}migrations'"
+# The version a key has reached (no row = 0).
+GET_MIGRATION_VERSION = "SELECT version FROM {p}migrations WHERE key = :key"
+GET_ALL_MIGRATION_VERSIONS = "SELECT key, version FROM {p}migrations"
+SET_MIGRATION_VERSION = """
+INSERT INTO {p}migrations (key, version) VALUES (:key, :version)
+ON CONFLICT (key) DO UPDATE SET version = excluded.version
+"""
+DROP_MIGRATIONS = "DROP TABLE IF EXISTS {p}migrations"
+
+CORE_MIGRATIONS: list[tuple[list[str], list[str]]] = [
+    # (up, down) for version 1
+    (
+        [
+            """
+            CREATE TABLE {p}jobs (
+                id TEXT NOT NULL UNIQUE,
+                queue TEXT NOT NULL,
+                func TEXT NOT NULL,
+                kwargs TEXT NOT NULL DEFAULT '{{}}',
+                limits TEXT NOT NULL DEFAULT '[]',
+                meta TEXT NOT NULL DEFAULT '{{}}',
+                state TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'running', 'retrying', 'succeeded', 'failed')),
+                priority INTEGER NOT NULL DEFAULT 0,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                max_attempts INTEGER NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
+                taken_by TEXT,
+                holder_pid INTEGER,
+                holder_start INTEGER,
+                created_at INTEGER NOT NULL,
+                started_at INTEGER,
+                completed_at INTEGER,
+                scheduled_at INTEGER NOT NULL,
+                unique_key TEXT,
+                errors TEXT NOT NULL DEFAULT '[]'
+            )
+            """,
+            # Serves the claim: claimable rows of a queue in claim order, covering
+            # every column the claim's subquery reads (state too, or SQLite reads the row).
+            """
+            CREATE INDEX {p}jobs_claim ON {p}jobs (queue, priority DESC, id, scheduled_at, attempts, max_attempts, state)
+            WHERE state IN ('pending', 'retrying')
+            """,
+            # Serves "when is the next job of this queue due?" for sleeping workers.
+            """
+            CREATE INDEX {p}jobs_due ON {p}jobs (queue, scheduled_at, state)
+            WHERE state IN ('pending', 'retrying')
+            """,
+            # At most one active job per unique key.
+            """
+            CREATE UNIQUE INDEX {p}jobs_unique ON {p}jobs (unique_key)
+            WHERE unique_key IS NOT NULL AND state IN ('pending', 'running', 'retrying')
+            """,
+            # Running jobs by holder, for recovery and cancellation.
+            """
+            CREATE INDEX {p}jobs_running ON {p}jobs (taken_by, holder_pid)
+            WHERE state = 'running'
+            """,
+            # Finished jobs by age, for listing and pruning.
+            """
+            CREATE INDEX {p}jobs_finished ON {p}jobs (completed_at)
+            WHERE state IN ('succeeded', 'failed')
+            """,
+            """
+            CREATE TABLE {p}queues (
+                name TEXT PRIMARY KEY,
+                state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'paused')),
+                concurrency INTEGER,
+                tags TEXT NOT NULL DEFAULT '[".*"]',
+                executor TEXT NOT NULL,
+                executor_options TEXT NOT NULL DEFAULT '{{}}',
+                polling_interval REAL NOT NULL DEFAULT 5,
+                rate_limit INTEGER,
+                rate_limit_window REAL,
+                resume_at INTEGER,
+                eager_polling INTEGER NOT NULL DEFAULT 0,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE {p}workers (
+                worker_id TEXT PRIMARY KEY,
+                hostname TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                pid_start INTEGER,
+                tags TEXT NOT NULL DEFAULT '[]',
+                queues TEXT NOT NULL DEFAULT '[]',
+                last_seen INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                created_at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE {p}leader (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                worker_id TEXT NOT NULL,
+                last_seen INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE {p}queue_rate_limits (
+                queue TEXT PRIMARY KEY,
+                window_start INTEGER NOT NULL,
+                count INTEGER NOT NULL
+            )
+            """,
+        ],
+        [
+            "DROP TABLE IF EXISTS {p}queue_rate_limits",
+            "DROP TABLE IF EXISTS {p}leader",
+            "DROP TABLE IF EXISTS {p}workers",
+            "DROP TABLE IF EXISTS {p}queues",
+            "DROP TABLE IF EXISTS {p}jobs",
+        ],
+    ),
+]
+
+# ----------------------------------------------------------------------- jobs
+
+_JOB_COLUMNS = (
+    "id, queue, func, kwargs, limits, meta, state, priority, attempts, max_attempts, taken_by,"
+    " created_at, started_at, completed_at, scheduled_at, unique_key, errors"
+)
+JOB_COLUMNS = [c.strip() for c in _JOB_COLUMNS.split(",")]
+
+# push: a new pending job. A duplicate active unique_key inserts nothing.
+INSERT_JOB = """
+INSERT INTO {p}jobs (id, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running', 'retrying') DO NOTHING
+"""
+# push of a duplicate: the active job holding the key.
+GET_ACTIVE_ID_BY_UNIQUE_KEY = """
+SELECT id FROM {p}jobs
+WHERE unique_key = ? AND state IN ('pending', 'running', 'retrying')
+"""
+
+GET_JOB = "SELECT " + _JOB_COLUMNS + " FROM {p}jobs WHERE id = ?"
+GET_JOBS = "SELECT " + _JOB_COLUMNS + " FROM {p}jobs WHERE id IN (SELECT value FROM json_each(?))"
+
+# claim (one job): pending/retrying + due + attempts left -> running, held by (worker, pid).
+CLAIM_JOB = (
+    """
+UPDATE {p}jobs
+SET state = 'running', started_at = :now, taken_by = :worker_id, holder_pid = :pid, holder_start = :pid_start
+WHERE rowid = (
+    SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_claim
+    WHERE queue = :queue AND state IN ('pending', 'retrying') AND scheduled_at <= :now AND attempts < max_attempts
+    ORDER BY priority DESC, id
+    LIMIT 1
+)
+RETURNING """
+    + _JOB_COLUMNS
+)
+# claim (a batch of up to :n jobs), same transition.
+CLAIM_JOBS = (
+    """
+UPDATE {p}jobs
+SET state = 'running', started_at = :now, taken_by = :worker_id, holder_pid = :pid, holder_start = :pid_start
+WHERE rowid IN (
+    SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_claim
+    WHERE queue = :queue AND state IN ('pending', 'retrying') AND scheduled_at <= :now AND attempts < max_attempts
+    ORDER BY priority DESC, id
+    LIMIT :n
+)
+RETURNING """
+    + _JOB_COLUMNS
+)
+# When the earliest waiting job of a queue becomes due (NULL if none waits).
+NEXT_DUE = """
+SELECT min(scheduled_at) FROM {p}jobs INDEXED BY {p}jobs_due
+WHERE queue = ? AND state IN ('pending', 'retrying')
+"""
+
+# complete: running (held by us, this attempt) -> succeeded / retrying / failed.
+# :error is NULL or one JSON error entry to append.
+COMPLETE_JOB = """
+UPDATE {p}jobs
+SET state = :state,
+    attempts = attempts + 1,
+    completed_at = :completed_at,
+    scheduled_at = coalesce(:scheduled_at, scheduled_at),
+    meta = coalesce(:meta, meta),
+    errors = CASE WHEN :error IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(:error)) END
+WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = :pid AND attempts = :attempts
+"""
+
+# recover: running jobs held by a dead process -> retrying / failed, counting the attempt.
+RECOVER_HELD_JOBS = """
+UPDATE {p}jobs
+SET state = CASE WHEN attempts + 1 < max_attempts THEN 'retrying' ELSE 'failed' END,
+    completed_at = CASE WHEN attempts + 1 < max_attempts THEN NULL ELSE :now END,
+    errors = json_insert(errors, '$[#]', json_object('attempt', attempts, 'traceback', :reason)),
+    attempts = attempts + 1
+WHERE state = 'running' AND taken_by = :worker_id AND holder_pid = :pid
+RETURNING id, state
+"""
+# Every running job with its holder, to find the ones whose holder is gone.
+LIST_HOLDERS = """
+SELECT DISTINCT j.taken_by, j.holder_pid, j.holder_start, w.hostname, w.expires_at
+FROM {p}jobs AS j LEFT JOIN {p}workers AS w ON w.worker_id = j.taken_by
+WHERE j.state = 'running'
+"""
+
+# cancel: pending/retrying/running -> failed, with a "cancelled" error entry.
+CANCEL_JOB = """
+UPDATE {p}jobs
+SET state = 'failed',
+    completed_at = :now,
+    attempts = CASE WHEN state = 'running' THEN attempts + 1 ELSE attempts END,
+    errors = json_insert(errors, '$[#]', json_object('attempt', attempts, 'traceback', :reason))
+WHERE id = :id AND state IN ('pending', 'retrying', 'running')
+RETURNING state, taken_by, holder_pid, queue
+"""
+GET_JOB_HOLDER = "SELECT state, taken_by, holder_pid FROM {p}jobs WHERE id = ?"
+
+# retry: failed -> pending now, with one more try allowed if none is left.
+RETRY_JOB = """
+UPDATE {p}jobs
+SET state = 'pending',
+    scheduled_at = :now,
+    completed_at = NULL,
+    max_attempts = max(max_attempts, attempts + 1)
+WHERE id = :id AND state = 'failed'
+RETURNING queue
+"""
+PURGE_JOB = "DELETE FROM {p}jobs WHERE id = ?"
+
+# list: newest first, optional filters (NULL = any).
+LIST_JOBS = (
+    "SELECT "
+    + _JOB_COLUMNS
+    + """ FROM {p}jobs
+WHERE (:state IS NULL OR state = :state) AND (:queue IS NULL OR queue = :queue) AND (:func IS NULL OR func = :func)
+ORDER BY id DESC
+LIMIT :limit
+"""
+)
+COUNT_JOBS_BY_STATE = "SELECT queue, state, count(*) FROM {p}jobs GROUP BY queue, state"
+JOB_IDS_IN = "SELECT id, state FROM {p}jobs WHERE id IN (SELECT value FROM json_each(?))"
+
+# --------------------------------------------------------------------- queues
+
+_QUEUE_COLUMNS = (
+    "name, state, concurrency, tags, executor, executor_options, polling_interval,"
+    " rate_limit, rate_limit_window, resume_at, eager_polling"
+)
+QUEUE_COLUMNS = [c.strip() for c in _QUEUE_COLUMNS.split(",")]
+# declare: insert a queue, or leave the stored one as it is.
+INSERT_QUEUE = (
+    "INSERT INTO {p}queues (" + _QUEUE_COLUMNS + ", created_at, updated_at)"
+    " VALUES (:name, :state, :concurrency, :tags, :executor, :executor_options, :polling_interval,"
+    " :rate_limit, :rate_limit_window, :resume_at, :eager_polling, :now, :now)"
+    " ON CONFLICT (name) DO NOTHING"
+)
+# declare(upsert=True): insert or overwrite the configuration.
+UPSERT_QUEUE = (
+    "INSERT INTO {p}queues (" + _QUEUE_COLUMNS + ", created_at, updated_at)"
+    " VALUES (:name, :state, :concurrency, :tags, :executor, :executor_options, :polling_interval,"
+    " :rate_limit, :rate_limit_window, :resume_at, :eager_polling, :now, :now)"
+    " ON CONFLICT (name) DO UPDATE SET state = excluded.state, concurrency = excluded.concurrency,"
+    " tags = excluded.tags, executor = excluded.executor, executor_options = excluded.executor_options,"
+    " polling_interval = excluded.polling_interval, rate_limit = excluded.rate_limit,"
+    " rate_limit_window = excluded.rate_limit_window, resume_at = excluded.resume_at,"
+    " eager_polling = excluded.eager_polling, updated_at = excluded.updated_at"
+)
+GET_QUEUE = "SELECT " + _QUEUE_COLUMNS + " FROM {p}queues WHERE name = ?"
+GET_ALL_QUEUES = "SELECT " + _QUEUE_COLUMNS + " FROM {p}queues ORDER BY name"
+# pause: active -> paused (optionally until :resume_at).
+PAUSE_QUEUE = "UPDATE {p}queues SET state = 'paused', resume_at = :resume_at, updated_at = :now WHERE name = :name"
+# resume: paused -> active.
+RESUME_QUEUE = "UPDATE {p}queues SET state = 'active', resume_at = NULL, updated_at = :now WHERE name = :name"
+# resume every paused queue whose resume_at has passed.
+RESUME_DUE_QUEUES = """
+UPDATE {p}queues SET state = 'active', resume_at = NULL, updated_at = :now
+WHERE state = 'paused' AND resume_at IS NOT NULL AND resume_at <= :now
+RETURNING name
+"""
+DELETE_QUEUE = "DELETE FROM {p}queues WHERE name = ?"
+DELETE_QUEUE_JOBS = "DELETE FROM {p}jobs WHERE queue = ?"
+# A queue's rate-limit window: reset when it has passed, else count one more claim.
+GET_RATE_LIMIT = "SELECT window_start, count FROM {p}queue_rate_limits WHERE queue = ?"
+SET_RATE_LIMIT = """
+INSERT INTO {p}queue_rate_limits (queue, window_start, count) VALUES (?, ?, ?)
+ON CONFLICT (queue) DO UPDATE SET window_start = excluded.window_start, count = excluded.count
+"""
+
+# -------------------------------------------------------------------- workers
+
+# heartbeat: insert or refresh this worker's row.
+UPSERT_WORKER = """
+INSERT INTO {p}workers (worker_id, hostname, pid, pid_start, tags, queues, last_seen, expires_at, created_at)
+VALUES (:worker_id, :hostname, :pid, :pid_start, :tags, :queues, :now, :expires_at, :now)
+ON CONFLICT (worker_id) DO UPDATE SET hostname = excluded.hostname, pid = excluded.pid,
+    pid_start = excluded.pid_start, tags = excluded.tags, queues = excluded.queues,
+    last_seen = excluded.last_seen, expires_at = excluded.expires_at
+"""
+DELETE_WORKER = "DELETE FROM {p}workers WHERE worker_id = ?"
+# Workers whose heartbeat has expired leave the table.
+DELETE_EXPIRED_WORKERS = "DELETE FROM {p}workers WHERE expires_at < :now RETURNING worker_id"
+GET_ALL_WORKERS = """
+SELECT w.worker_id, w.hostname, w.pid, w.tags, w.queues, w.last_seen, w.expires_at,
+       (l.worker_id IS NOT NULL AND l.expires_at >= :now) AS is_leader
+FROM {p}workers AS w LEFT JOIN {p}leader AS l ON l.worker_id = w.worker_id
+ORDER BY w.worker_id
+"""
+
+# ----------------------------------------------------------------- inspection
+
+EXPLAIN = "EXPLAIN QUERY PLAN "

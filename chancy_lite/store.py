@@ -1,0 +1,458 @@
+"""The only module that executes SQL.
+
+Each method takes an open connection from :mod:`chancy_lite.db` and, where time
+matters, ``now`` (integer microseconds since the epoch): only the loops read
+the clock, so tests drive schedules, retries and leases by passing ``now``.
+Write methods run in ``with conn:`` (``BEGIN IMMEDIATE``, or a savepoint inside
+a caller's transaction) and queue their wake-ups to be sent after the commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from chancy_lite import sql, wake
+from chancy_lite.db import Connection
+from chancy_lite.errors import MigrationsNeededError, SchemaTooNewError
+from chancy_lite.job import Job, Limit, QueuedJob
+from chancy_lite.queue import Queue
+from chancy_lite.utils import dump_json, from_micros, to_micros
+
+log = logging.getLogger(__name__)
+
+CORE_KEY = "chancy"
+Step = tuple[list[str], list[str]]
+
+_STATES = {s.value: s for s in QueuedJob.State}
+_QSTATES = {s.value: s for s in Queue.State}
+_EMPTY_JSON = ("{}", "[]")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one run of a job, ready to be written (see ``complete_job``)."""
+
+    id: str
+    attempts: int  # the attempt count when the job was claimed (the guard)
+    state: QueuedJob.State
+    completed_at: int | None
+    meta: str | None = None  # new meta JSON, or None to keep the stored one
+    error: str | None = None  # one JSON error entry to append, or None
+    scheduled_at: int | None = None  # when a retry is due, or None to keep
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Holder:
+    """A process holding running jobs, as recorded on the rows."""
+
+    worker_id: str
+    pid: int | None
+    pid_start: int | None
+    hostname: str | None
+    expires_at: int | None
+
+
+def row_to_job(row: Sequence[Any]) -> QueuedJob:
+    (id_, queue, func, kwargs, limits, meta, state, priority, attempts, max_attempts, _taken_by,
+     created_at, started_at, completed_at, scheduled_at, unique_key, errors) = row
+    return QueuedJob(
+        id=id_,
+        queue=queue,
+        func=func,
+        kwargs=json.loads(kwargs) if kwargs != "{}" else {},
+        limits=[Limit.deserialize(x) for x in json.loads(limits)] if limits != "[]" else [],
+        meta=json.loads(meta) if meta != "{}" else {},
+        state=_STATES[state],
+        priority=priority,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        created_at=from_micros(created_at),
+        started_at=from_micros(started_at),
+        completed_at=from_micros(completed_at),
+        scheduled_at=from_micros(scheduled_at),
+        unique_key=unique_key,
+        errors=json.loads(errors) if errors != "[]" else [],
+    )
+
+
+def job_params(job: Job, job_id: str, now: int) -> tuple[Any, ...]:
+    """The INSERT_JOB parameters of a job; raises NotSerializableError for non-JSON data."""
+    return (
+        job_id,
+        job.queue,
+        job.func,
+        dump_json(job.kwargs, f"kwargs of {job.func}") if job.kwargs else "{}",
+        dump_json([lim.serialize() for lim in job.limits], "limits") if job.limits else "[]",
+        dump_json(job.meta, f"meta of {job.func}") if job.meta else "{}",
+        job.priority,
+        job.max_attempts,
+        now,
+        to_micros(job.scheduled_at),
+        job.unique_key,
+    )
+
+
+def queue_params(queue: Queue, now: int) -> dict[str, Any]:
+    return {
+        "name": queue.name,
+        "state": queue.state.value,
+        "concurrency": queue.concurrency,
+        "tags": json.dumps(sorted(queue.tags)),
+        "executor": str(queue.executor),
+        "executor_options": dump_json(queue.executor_options, "executor_options"),
+        "polling_interval": queue.polling_interval,
+        "rate_limit": queue.rate_limit,
+        "rate_limit_window": queue.rate_limit_window,
+        "resume_at": to_micros(queue.resume_at) if queue.resume_at is not None else None,
+        "eager_polling": int(queue.eager_polling),
+        "now": now,
+    }
+
+
+def row_to_queue(row: Sequence[Any]) -> Queue:
+    (name, state, concurrency, tags, executor, executor_options, polling_interval,
+     rate_limit, rate_limit_window, resume_at, eager_polling) = row
+    return Queue(
+        name,
+        state=_QSTATES[state],
+        concurrency=concurrency,
+        tags=set(json.loads(tags)),
+        executor=executor,
+        executor_options=json.loads(executor_options),
+        polling_interval=int(polling_interval) if float(polling_interval).is_integer() else polling_interval,
+        rate_limit=rate_limit,
+        rate_limit_window=rate_limit_window,
+        resume_at=from_micros(resume_at),
+        eager_polling=bool(eager_polling),
+    )
+
+
+class Store:
+    """Typed access to the tables of one prefix; sends wake-ups through ``channel``."""
+
+    def __init__(self, prefix: str = "chancy_", channel: wake.Channel | None = None) -> None:
+        if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
+            raise ValueError(f"prefix {prefix!r} must be letters, digits and '_' (such as 'chancy_')")
+        self.prefix = prefix
+        self.channel = channel
+        self.q = _Statements(prefix)
+        self.migrations: dict[str, list[Step]] = {CORE_KEY: sql.CORE_MIGRATIONS}
+
+    # ------------------------------------------------------------- wake-ups
+
+    def notify(self, conn: Connection, kind: str, message: bytes) -> None:
+        """Send ``message`` to listeners of ``kind`` once ``conn``'s transaction commits."""
+        channel = self.channel
+        if channel is None:
+            return
+        if conn.in_transaction:
+            conn.after_commit.append(lambda: channel.send(kind, message))
+        else:
+            channel.send(kind, message)
+
+    # ----------------------------------------------------------- migrations
+
+    def add_migrations(self, key: str, steps: list[Step]) -> None:
+        """Register a plugin's migration steps under its own key."""
+        self.migrations[key] = steps
+
+    def migration_versions(self, conn: Connection) -> dict[str, int]:
+        if not conn.execute(self.q.MIGRATIONS_TABLE_EXISTS).fetchall():
+            return {}
+        return dict(conn.execute(self.q.GET_ALL_MIGRATION_VERSIONS).fetchall())
+
+    def check_versions(self, versions: dict[str, int]) -> None:
+        for key, version in versions.items():
+            known = len(self.migrations.get(key, ()))
+            if key in self.migrations and version > known:
+                raise SchemaTooNewError(
+                    f"the database's {key!r} schema is at version {version} but this chancy_lite knows only "
+                    f"{known}: upgrade chancy_lite, or use a different database file"
+                )
+
+    def is_up_to_date(self, conn: Connection) -> bool:
+        versions = self.migration_versions(conn)
+        self.check_versions(versions)
+        return all(versions.get(key, 0) == len(steps) for key, steps in self.migrations.items())
+
+    def require_up_to_date(self, conn: Connection) -> None:
+        if not self.is_up_to_date(conn):
+            raise MigrationsNeededError(
+                "the database schema is not up to date: run `chancy-lite --db PATH migrate` or `chancy.migrate()`"
+            )
+
+    def migrate(self, conn: Connection, to_version: int | None = None, *, key: str | None = None) -> list[str]:
+        """Step every key (or one) up or down, each step in its own transaction. Returns what ran."""
+        done: list[str] = []
+        keys = [key] if key else list(self.migrations)
+        if to_version == 0 and key is None:
+            keys.reverse()  # plugins first, then the core they build on
+        with conn:
+            conn.execute(self.q.CREATE_MIGRATIONS)
+        versions = self.migration_versions(conn)
+        self.check_versions(versions)
+        for name in keys:
+            steps = self.migrations[name]
+            target = len(steps) if to_version is None else min(to_version, len(steps))
+            if to_version is not None and to_version > len(steps) and key is not None:
+                raise ValueError(f"{name!r} has no version {to_version}; the newest is {len(steps)}")
+            current = versions.get(name, 0)
+            while current != target:
+                up = current < target
+                statements = steps[current][0] if up else steps[current - 1][1]
+                new_version = current + 1 if up else current - 1
+                with conn:
+                    for statement in statements:
+                        conn.execute(statement.format(p=self.prefix))
+                    conn.execute(self.q.SET_MIGRATION_VERSION, {"key": name, "version": new_version})
+                done.append(f"{name} {current} -> {new_version}")
+                current = new_version
+        if to_version == 0 and key is None:
+            with conn:
+                conn.execute(self.q.DROP_MIGRATIONS)
+        return done
+
+    # ----------------------------------------------------------------- jobs
+
+    def insert_jobs(self, conn: Connection, jobs: Iterable[Job], now: int, new_id: Any) -> list[str]:
+        """Insert jobs in one transaction; return their ids (the existing job's for a duplicate unique_key)."""
+        ids: list[str] = []
+        counts: dict[str, int] = {}
+        params = [job_params(job, new_id(), now) for job in jobs]  # serialise before taking the lock
+        with conn:
+            for p in params:
+                conn.execute(self.q.INSERT_JOB, p)
+                if conn.changes() == 1:
+                    ids.append(p[0])
+                    counts[p[1]] = counts.get(p[1], 0) + 1
+                else:
+                    ids.append(conn.execute(self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p[10],)).fetchall()[0][0])
+            for queue, count in counts.items():
+                self.notify(conn, wake.WORKER, wake.push_message(queue, count))
+        return ids
+
+    def get_job(self, conn: Connection, job_id: str) -> QueuedJob | None:
+        rows = conn.execute(self.q.GET_JOB, (job_id,)).fetchall()
+        return row_to_job(rows[0]) if rows else None
+
+    def get_jobs(self, conn: Connection, job_ids: Iterable[str]) -> list[QueuedJob]:
+        """The jobs that exist, in the order asked (one statement: one consistent snapshot)."""
+        ids = list(job_ids)
+        rows = conn.execute(self.q.GET_JOBS, (json.dumps(ids),)).fetchall()
+        by_id = {row[0]: row for row in rows}
+        return [row_to_job(by_id[i]) for i in ids if i in by_id]
+
+    def job_states(self, conn: Connection, job_ids: Sequence[str]) -> dict[str, str]:
+        return dict(conn.execute(self.q.JOB_IDS_IN, (json.dumps(list(job_ids)),)).fetchall())
+
+    def list_jobs(
+        self, conn: Connection, *, state: str | None = None, queue: str | None = None, func: str | None = None,
+        limit: int = 100,
+    ) -> list[QueuedJob]:
+        params = {"state": state, "queue": queue, "func": func, "limit": limit}
+        return [row_to_job(row) for row in conn.execute(self.q.LIST_JOBS, params).fetchall()]
+
+    def count_jobs(self, conn: Connection) -> list[tuple[str, str, int]]:
+        return conn.execute(self.q.COUNT_JOBS_BY_STATE).fetchall()
+
+    def claim_jobs(
+        self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None
+    ) -> list[QueuedJob]:
+        """Claim up to ``n`` due jobs (priority, then age) for this process. Caller opens the transaction."""
+        params = {"queue": queue, "now": now, "worker_id": worker_id, "pid": pid, "pid_start": pid_start, "n": n}
+        statement = self.q.CLAIM_JOB if n == 1 else self.q.CLAIM_JOBS
+        jobs = [row_to_job(row) for row in conn.execute(statement, params).fetchall()]
+        if n > 1:  # RETURNING gives no order guarantee
+            jobs.sort(key=lambda j: (-j.priority, j.id))
+        return jobs
+
+    def next_due(self, conn: Connection, queue: str) -> int | None:
+        return conn.execute(self.q.NEXT_DUE, (queue,)).fetchall()[0][0]
+
+    def complete_job(self, conn: Connection, outcome: Outcome, *, worker_id: str, pid: int) -> bool:
+        """Write one outcome, guarded: only a job still running, held by us, at this attempt. Caller's transaction."""
+        conn.execute(
+            self.q.COMPLETE_JOB,
+            {
+                "id": outcome.id,
+                "state": outcome.state.value,
+                "completed_at": outcome.completed_at,
+                "scheduled_at": outcome.scheduled_at,
+                "meta": outcome.meta,
+                "error": outcome.error,
+                "worker_id": worker_id,
+                "pid": pid,
+                "attempts": outcome.attempts,
+            },
+        )
+        if conn.changes() != 1:
+            log.warning("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
+            return False
+        if outcome.state is QueuedJob.State.RETRYING:
+            self.notify(conn, wake.WORKER, wake.push_message("*", 1))
+        return True
+
+    def notify_done(self, conn: Connection) -> None:
+        """Tell callers waiting for jobs that some finished (only if anyone waits)."""
+        if self.channel is not None and self.channel.listeners(wake.WAITER):
+            self.notify(conn, wake.WAITER, wake.JOBS_DONE)
+
+    def cancel_job(self, conn: Connection, job_id: str, *, now: int) -> tuple[str, str | None, int | None] | None:
+        """Cancel a job that has not finished. Returns (previous state, holder, holder pid) or None."""
+        with conn:
+            state_rows = conn.execute(self.q.GET_JOB_HOLDER, (job_id,)).fetchall()
+            if not state_rows:
+                return None
+            previous = state_rows[0][0]
+            rows = conn.execute(
+                self.q.CANCEL_JOB, {"id": job_id, "now": now, "reason": "cancelled: cancel_job() was called"}
+            ).fetchall()
+            if not rows:
+                return None
+            _, taken_by, holder_pid, _queue = rows[0]
+            if previous == "running":
+                self.notify(conn, wake.WORKER, wake.cancel_message(job_id, holder_pid))
+            self.notify_done(conn)
+        return previous, taken_by, holder_pid
+
+    def retry_job(self, conn: Connection, job_id: str, *, now: int) -> bool:
+        with conn:
+            rows = conn.execute(self.q.RETRY_JOB, {"id": job_id, "now": now}).fetchall()
+            if rows:
+                self.notify(conn, wake.WORKER, wake.push_message(rows[0][0], 1))
+        return bool(rows)
+
+    def purge_job(self, conn: Connection, job_id: str) -> bool:
+        with conn:
+            conn.execute(self.q.PURGE_JOB, (job_id,))
+            changed = conn.changes() == 1
+            if changed:
+                self.notify_done(conn)
+        return changed
+
+    # -------------------------------------------------------------- recovery
+
+    def list_holders(self, conn: Connection) -> list[Holder]:
+        return [Holder(*row) for row in conn.execute(self.q.LIST_HOLDERS).fetchall()]
+
+    def recover_held_jobs(self, conn: Connection, worker_id: str, pid: int | None, *, now: int, reason: str) -> list[
+        tuple[str, str]
+    ]:
+        """Running jobs held by a dead process -> retrying/failed, counting the attempt."""
+        with conn:
+            rows = conn.execute(
+                self.q.RECOVER_HELD_JOBS, {"worker_id": worker_id, "pid": pid, "now": now, "reason": reason}
+            ).fetchall()
+            if rows:
+                self.notify(conn, wake.WORKER, wake.push_message("*", len(rows)))
+                self.notify_done(conn)
+        return [(r[0], r[1]) for r in rows]
+
+    # --------------------------------------------------------------- queues
+
+    def declare_queue(self, conn: Connection, queue: Queue, *, upsert: bool, now: int) -> Queue:
+        with conn:
+            conn.execute(self.q.UPSERT_QUEUE if upsert else self.q.INSERT_QUEUE, queue_params(queue, now))
+            changed = conn.changes() == 1
+            stored = self.get_queue(conn, queue.name)
+            if changed:
+                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+        assert stored is not None
+        return stored
+
+    def get_queue(self, conn: Connection, name: str) -> Queue | None:
+        rows = conn.execute(self.q.GET_QUEUE, (name,)).fetchall()
+        return row_to_queue(rows[0]) if rows else None
+
+    def get_all_queues(self, conn: Connection) -> list[Queue]:
+        return [row_to_queue(row) for row in conn.execute(self.q.GET_ALL_QUEUES).fetchall()]
+
+    def pause_queue(self, conn: Connection, name: str, *, resume_at: int | None, now: int) -> bool:
+        with conn:
+            conn.execute(self.q.PAUSE_QUEUE, {"name": name, "resume_at": resume_at, "now": now})
+            changed = conn.changes() == 1
+            if changed:
+                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+        return changed
+
+    def resume_queue(self, conn: Connection, name: str, *, now: int) -> bool:
+        with conn:
+            conn.execute(self.q.RESUME_QUEUE, {"name": name, "now": now})
+            changed = conn.changes() == 1
+            if changed:
+                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+        return changed
+
+    def resume_due_queues(self, conn: Connection, *, now: int) -> list[str]:
+        with conn:
+            names = [r[0] for r in conn.execute(self.q.RESUME_DUE_QUEUES, {"now": now}).fetchall()]
+            if names:
+                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+        return names
+
+    def delete_queue(self, conn: Connection, name: str, *, purge_jobs: bool) -> bool:
+        with conn:
+            conn.execute(self.q.DELETE_QUEUE, (name,))
+            changed = conn.changes() == 1
+            if purge_jobs:
+                conn.execute(self.q.DELETE_QUEUE_JOBS, (name,))
+            if changed:
+                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+        return changed
+
+    # -------------------------------------------------------------- workers
+
+    def upsert_worker(
+        self, conn: Connection, *, worker_id: str, hostname: str, pid: int, pid_start: int | None, tags: list[str],
+        queues: list[str], now: int, expires_at: int,
+    ) -> None:
+        with conn:
+            conn.execute(
+                self.q.UPSERT_WORKER,
+                {"worker_id": worker_id, "hostname": hostname, "pid": pid, "pid_start": pid_start,
+                 "tags": json.dumps(tags), "queues": json.dumps(queues), "now": now, "expires_at": expires_at},
+            )
+
+    def delete_worker(self, conn: Connection, worker_id: str) -> None:
+        with conn:
+            conn.execute(self.q.DELETE_WORKER, (worker_id,))
+
+    def delete_expired_workers(self, conn: Connection, *, now: int) -> list[str]:
+        with conn:
+            return [r[0] for r in conn.execute(self.q.DELETE_EXPIRED_WORKERS, {"now": now}).fetchall()]
+
+    def get_all_workers(self, conn: Connection, *, now: int) -> list[dict[str, Any]]:
+        workers = []
+        for worker_id, hostname, pid, tags, queues, last_seen, expires_at, is_leader in conn.execute(
+            self.q.GET_ALL_WORKERS, {"now": now}
+        ).fetchall():
+            workers.append({
+                "worker_id": worker_id, "hostname": hostname, "pid": pid, "tags": set(json.loads(tags)),
+                "queues": json.loads(queues), "last_seen": from_micros(last_seen),
+                "expires_at": from_micros(expires_at), "is_leader": bool(is_leader),
+            })
+        return workers
+
+    # ------------------------------------------------------------ inspection
+
+    def explain(self, conn: Connection, statement: str, params: Any = None) -> list[str]:
+        """EXPLAIN QUERY PLAN of a named statement (``statement`` is its name in sql.py)."""
+        text = getattr(self.q, statement)
+        return [row[-1] for row in conn.execute(sql.EXPLAIN + text, params).fetchall()]
+
+
+class _Statements:
+    """The statements of sql.py formatted for one prefix, as attributes."""
+
+    def __init__(self, prefix: str) -> None:
+        for name in dir(sql):
+            value = getattr(sql, name)
+            if name.isupper() and isinstance(value, str):
+                setattr(self, name, value.format(p=prefix))
+
+    def __getattr__(self, name: str) -> str:  # for type checkers: every attribute is a str
+        raise AttributeError(name)

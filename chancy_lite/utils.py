@@ -1,0 +1,163 @@
+"""Small helpers shared by every layer: ids, import paths, time and JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+# --------------------------------------------------------------------------- ids
+
+_id_lock = threading.Lock()
+_last_ms = 0
+_last_seq = 0
+_SEQ_BITS = 74  # 12 bits of rand_a + 62 bits of rand_b in a UUIDv7
+
+
+def chancy_uuid() -> str:
+    """A new time-ordered id (a UUIDv7 string).
+
+    Ids made by one process sort in the order they were made, even within one
+    millisecond: the 74 random bits act as a counter seeded at random each
+    millisecond. Ids from different processes sort by their millisecond.
+    """
+    global _last_ms, _last_seq
+    with _id_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms > _last_ms:
+            _last_ms = ms
+            # Leave headroom so the counter cannot overflow within the millisecond.
+            _last_seq = int.from_bytes(os.urandom(10), "big") >> (80 - _SEQ_BITS + 2)
+        else:
+            _last_seq += 1 + (os.urandom(1)[0] & 0x0F)
+            if _last_seq >> _SEQ_BITS:
+                _last_ms += 1
+                _last_seq = 0
+        ms, seq = _last_ms, _last_seq
+    rand_a = seq >> 62
+    rand_b = seq & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# ---------------------------------------------------------------- import paths
+
+
+def importable_name(obj: Any) -> str:
+    """The ``module.qualname`` path under which ``obj`` can be imported again.
+
+    Raises ``chancy_lite.errors.InvalidJobError`` for lambdas, nested functions
+    and objects defined in ``__main__`` of a script that a worker cannot import.
+    """
+    from chancy_lite.errors import InvalidJobError
+
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname:
+        raise InvalidJobError(f"{obj!r} has no module or qualified name; jobs must be module-level functions")
+    if "<lambda>" in qualname:
+        raise InvalidJobError("a lambda cannot be a job: define the function with `def` at module level")
+    if "<locals>" in qualname:
+        raise InvalidJobError(
+            f"{qualname} is defined inside another function; move it to module level so workers can import it"
+        )
+    return f"{module}.{qualname}"
+
+
+def import_string(path: str) -> Any:
+    """Import ``module.attr`` (nested attributes allowed) and return the object."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ImportError(f"{path!r} is not an import path of the form 'module.name'")
+    parts = [attr]
+    while True:
+        try:
+            obj: Any = importlib.import_module(module_name)
+            break
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and not module_name.startswith(exc.name):
+                raise  # a missing module inside the user's code, not our path.
+            module_name, _, head = module_name.rpartition(".")
+            if not module_name:
+                raise ImportError(f"cannot import {path!r}: no module found") from exc
+            parts.append(head)
+    for name in reversed(parts):
+        try:
+            obj = getattr(obj, name)
+        except AttributeError as exc:
+            raise ImportError(f"cannot import {path!r}: {obj!r} has no attribute {name!r}") from exc
+    return obj
+
+
+@contextlib.contextmanager
+def timed_block() -> Iterator[Any]:
+    """Measure a block: ``with timed_block() as t: ...; t.elapsed`` (seconds)."""
+
+    class _Timer:
+        start = time.perf_counter()
+        elapsed = 0.0
+
+    timer = _Timer()
+    try:
+        yield timer
+    finally:
+        timer.elapsed = time.perf_counter() - timer.start
+
+
+# ------------------------------------------------------------------------ time
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    """Treat a naive datetime as UTC; keep aware ones as they are."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def to_micros(value: dt.datetime) -> int:
+    """Exact integer microseconds since the epoch (works down to datetime.min)."""
+    delta = aware(value) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return _EPOCH + dt.timedelta(microseconds=value)
+
+
+def micros_now() -> int:
+    return time.time_ns() // 1000
+
+
+# ------------------------------------------------------------------------ JSON
+
+
+def dump_json(value: Any, what: str) -> str:
+    """Serialise to compact JSON or raise NotSerializableError naming ``what``."""
+    from chancy_lite.errors import NotSerializableError
+
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise NotSerializableError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def check_finite(value: Any) -> bool:
+    return not (isinstance(value, float) and (math.isnan(value) or math.isinf(value)))
+
+
+Clock = Callable[[], dt.datetime]
