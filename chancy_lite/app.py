@@ -328,6 +328,16 @@ class Chancy:
     ) -> list[QueuedJob]:
         return await self._run(self.sync_list_jobs, state=state, queue=queue, func=func, limit=limit)
 
+    def sync_count_jobs(self) -> dict[str, dict[str, int]]:
+        """How many jobs each queue has in each state: ``{queue: {state: count}}``."""
+        counts: dict[str, dict[str, int]] = {}
+        for queue, state, count in self._call(self.store.count_jobs):
+            counts.setdefault(queue, {})[state] = count
+        return counts
+
+    async def count_jobs(self) -> dict[str, dict[str, int]]:
+        return await self._run(self.sync_count_jobs)
+
     def sync_cancel_job(self, ref: RefLike) -> None:
         """Cancel a job: a waiting one fails at once; a running one is interrupted and fails, without retry."""
         self._call(self.store.cancel_job, ref_id(ref), now=self.now())

@@ -1,0 +1,536 @@
+"""``chancy-lite``: the command line over one queue file.
+
+Every command goes through :class:`~chancy_lite.app.Chancy` (no SQL here) and
+fetches all it needs at once, so no read transaction stays open. A user
+mistake prints one ``chancy-lite: error: ...`` line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import importlib
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
+
+from chancy_lite import __version__
+from chancy_lite.app import Chancy
+from chancy_lite.db import MEMORY
+from chancy_lite.errors import ChancyError, JobNotFoundError, MigrationsNeededError
+from chancy_lite.job import Job, Limit, QueuedJob
+from chancy_lite.queue import Executor, Queue
+from chancy_lite.utils import UTC, utcnow
+
+PROG = "chancy-lite"
+DB_ENV = "CHANCY_LITE_DB"
+EXIT_USER_ERROR = 2
+EXECUTORS = {"process": Executor.Process.value, "threaded": Executor.Threaded.value, "async": Executor.Async.value}
+STATES = [state.value for state in QueuedJob.State]
+
+Handler = Callable[[Chancy, argparse.Namespace], int]
+Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+class UsageError(Exception):
+    """A mistake on the command line or in its input."""
+
+
+USER_ERRORS = (UsageError, ChancyError, KeyError, ValueError, TypeError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports its errors as a UsageError, so they print on one line like every other mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 1 check failed, 2 user mistake)."""
+    try:
+        args = build_parser().parse_args(argv)
+        _configure_logging(args.verbose)
+        return run(args)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except USER_ERRORS as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    app = open_app(args)
+    with app:
+        _check_database(app, args)
+        return args.handler(app, args)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
+def _configure_logging(verbosity: int) -> None:
+    if verbosity:
+        logging.basicConfig(
+            level=logging.DEBUG if verbosity > 1 else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+
+
+# --------------------------------------------------------------- the database
+
+
+def open_app(args: argparse.Namespace) -> Chancy:
+    """The Chancy named by --app, --db or $CHANCY_LITE_DB (options win over the variable)."""
+    if args.app and args.db:
+        raise UsageError("give either --db or --app, not both")
+    if args.app:
+        return import_app(args.app)
+    path = args.db or os.environ.get(DB_ENV)
+    if not path:
+        raise UsageError(f"no database given: pass --db PATH, set {DB_ENV}, or pass --app module:attribute")
+    return Chancy(path)
+
+
+def import_app(spec: str) -> Chancy:
+    """Import ``package.module:attribute`` (looked up from the current directory too)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"--app {spec!r} must look like 'package.module:attribute'")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--app: cannot import {module_name!r}: {exc}") from exc
+    for name in attribute.split("."):
+        if not hasattr(target, name):
+            raise UsageError(f"--app: {module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, name)
+    if not isinstance(target, Chancy):
+        raise UsageError(f"--app {spec!r} is a {type(target).__name__}, not a Chancy instance")
+    return target
+
+
+def _check_database(app: Chancy, args: argparse.Namespace) -> None:
+    if app.path != MEMORY and not args.creates_file and not os.path.exists(app.path):
+        raise UsageError(f"there is no database at {app.path}: check the path, or create it with '{PROG} migrate'")
+    if args.needs_schema and not app.sync_is_up_to_date():
+        raise MigrationsNeededError(f"the database {app.path} is not migrated or is out of date: run '{PROG} migrate'")
+
+
+# ------------------------------------------------------------------- parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Manage a chancy_lite job queue file.")
+    _add_global_options(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
+    _add_migration_commands(commands)
+    _add_queue_commands(commands)
+    _add_job_commands(commands)
+    add_command(commands, "status", cmd_status, "job counts per queue and state, file and WAL size")
+    add_worker_commands(commands)
+    return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """--db, --app and -v; on subcommands they default to SUPPRESS so they never undo the top-level ones."""
+    absent = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--db", metavar="PATH", default=absent, help=f"the queue file (default: ${DB_ENV})")
+    parser.add_argument(
+        "--app", metavar="MODULE:ATTR", default=absent, help="import this Chancy instance, e.g. myproject.jobs:chancy"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
+        help="log progress (-vv for debug)",
+    )
+
+
+def add_command(
+    subparsers: Subparsers, name: str, handler: Handler, summary: str, *, needs_schema: bool = True,
+    creates_file: bool = False,
+) -> argparse.ArgumentParser:
+    """Add a command whose ``handler(chancy, args)`` runs on the opened, checked database."""
+    common = _Parser(add_help=False)
+    _add_global_options(common, suppress=True)
+    parser = subparsers.add_parser(name, parents=[common], help=summary, description=summary)
+    parser.set_defaults(handler=handler, needs_schema=needs_schema, creates_file=creates_file)
+    return parser
+
+
+def add_group(subparsers: Subparsers, name: str, summary: str) -> Subparsers:
+    parser = subparsers.add_parser(name, help=summary, description=summary)
+    return parser.add_subparsers(title="commands", dest=f"{name}_command", metavar="COMMAND", required=True)
+
+
+def add_worker_commands(subparsers: Subparsers) -> None:
+    """Where ``worker start [--worker-id] [--tags]`` (and ``worker web``) will be registered.
+
+    Intentionally empty until the worker lands: add a group with
+    ``add_group(subparsers, "worker", ...)`` and its commands with ``add_command``.
+    """
+
+
+def _number(convert: Callable[[str], Any], what: str, valid: Callable[[Any], bool]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (math.isfinite(value) and valid(value)):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = _number(int, "an integer >= 1", lambda v: v >= 1)
+NON_NEGATIVE_INT = _number(int, "an integer >= 0", lambda v: v >= 0)
+POSITIVE_SECONDS = _number(float, "a number of seconds > 0", lambda v: v > 0)
+NON_NEGATIVE_SECONDS = _number(float, "a number of seconds >= 0", lambda v: v >= 0)
+
+
+def _executor(text: str) -> str:
+    if text in EXECUTORS:
+        return EXECUTORS[text]
+    if "." not in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: use process, threaded, async or an executor's import path")
+    return text
+
+
+def _add_migration_commands(commands: Subparsers) -> None:
+    parser = add_command(
+        commands, "migrate", cmd_migrate, "create or upgrade the schema (or downgrade with --to-version)",
+        needs_schema=False, creates_file=True,
+    )
+    parser.add_argument("--to-version", type=NON_NEGATIVE_INT, metavar="N", help="migrate up or down to version N")
+    add_command(
+        commands, "check-migrations", cmd_check_migrations, "exit 0 if the schema is up to date, 1 if not",
+        needs_schema=False,
+    )
+
+
+def _add_queue_commands(commands: Subparsers) -> None:
+    queues = add_group(commands, "queue", "declare, inspect and control queues; push jobs")
+    declare = add_command(queues, "declare", cmd_queue_declare, "declare a queue")
+    declare.add_argument("name")
+    declare.add_argument("--concurrency", type=POSITIVE_INT, metavar="N", help="default: the executor's")
+    declare.add_argument("--tags", nargs="+", action="extend", metavar="REGEX", help="worker tags to match")
+    declare.add_argument("--executor", type=_executor, help="process (default), threaded, async, or an import path")
+    declare.add_argument("--polling-interval", type=POSITIVE_SECONDS, metavar="S")
+    declare.add_argument("--rate-limit", type=POSITIVE_INT, metavar="N", help="at most N jobs per window")
+    declare.add_argument("--rate-limit-window", type=POSITIVE_SECONDS, metavar="S")
+    declare.add_argument("--paused", action="store_true", help="declare it paused")
+    declare.add_argument("--upsert", action="store_true", help="replace the configuration of an existing queue")
+    add_command(queues, "list", cmd_queue_list, "list queues")
+    pause = add_command(queues, "pause", cmd_queue_pause, "stop claiming jobs from a queue")
+    pause.add_argument("name")
+    pause.add_argument("--resume-in", type=POSITIVE_SECONDS, metavar="SECONDS", help="resume automatically after this")
+    add_command(queues, "resume", cmd_queue_resume, "resume a paused queue").add_argument("name")
+    delete = add_command(queues, "delete", cmd_queue_delete, "delete a queue and its jobs")
+    delete.add_argument("name")
+    delete.add_argument("--keep-jobs", action="store_true", help="keep the queue's jobs")
+    _add_push_command(queues)
+
+
+def _add_push_command(queues: Subparsers) -> None:
+    push = add_command(queues, "push", cmd_queue_push, "push a job; prints its id")
+    push.add_argument("func", help="the job function's import path, e.g. myproject.jobs.send_email")
+    push.add_argument("--queue", default="default", help="default: default")
+    push.add_argument("--kwargs", metavar="JSON", help="keyword arguments as a JSON object")
+    push.add_argument("--meta", metavar="JSON", help="metadata as a JSON object")
+    push.add_argument("--priority", type=int, default=0, metavar="N", help="higher runs first")
+    push.add_argument("--max-attempts", type=int, default=1, metavar="N", help="total number of tries")
+    push.add_argument("--unique-key", metavar="K", help="push nothing if an unfinished job has this key")
+    push.add_argument("--delay", type=NON_NEGATIVE_SECONDS, default=0.0, metavar="SECONDS", help="run no sooner")
+
+
+def _add_job_commands(commands: Subparsers) -> None:
+    jobs = add_group(commands, "job", "inspect and act on jobs")
+    listing = add_command(jobs, "list", cmd_job_list, "list jobs, newest first")
+    listing.add_argument("--state", choices=STATES)
+    listing.add_argument("--queue")
+    listing.add_argument("--func", help="only jobs of this function")
+    listing.add_argument("--limit", type=POSITIVE_INT, default=100, metavar="N")
+    get = add_command(jobs, "get", cmd_job_get, "show every field of a job, with its errors' tracebacks")
+    get.add_argument("id")
+    get.add_argument("--json", action="store_true", help="print JSON")
+    add_command(jobs, "cancel", cmd_job_cancel, "cancel a job that has not finished").add_argument("id")
+    add_command(jobs, "retry", cmd_job_retry, "put failed jobs back to pending").add_argument("ids", nargs="+")
+    add_command(jobs, "purge", cmd_job_purge, "delete jobs").add_argument("ids", nargs="+")
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_migrate(app: Chancy, args: argparse.Namespace) -> int:
+    steps = app.sync_migrate(to_version=args.to_version)
+    for step in steps:
+        print(f"migrated {step}")
+    if not steps:
+        print("nothing to migrate")
+    return 0
+
+
+def cmd_check_migrations(app: Chancy, args: argparse.Namespace) -> int:
+    if app.sync_is_up_to_date():
+        print("migrations are up to date")
+        return 0
+    print(f"{PROG}: migrations are pending for {app.path}: run '{PROG} migrate'", file=sys.stderr)
+    return 1
+
+
+def cmd_queue_declare(app: Chancy, args: argparse.Namespace) -> int:
+    given = {
+        "concurrency": args.concurrency, "executor": args.executor, "polling_interval": args.polling_interval,
+        "rate_limit": args.rate_limit, "rate_limit_window": args.rate_limit_window,
+        "tags": set(args.tags) if args.tags else None, "state": Queue.State.PAUSED if args.paused else None,
+    }
+    wanted = Queue(args.name, **{key: value for key, value in given.items() if value is not None})
+    stored = app.sync_declare(wanted, upsert=args.upsert)
+    if stored == wanted:
+        print(f"declared queue {stored.name}")
+    else:
+        _warn(f"queue {stored.name} already exists with another configuration; kept it (use --upsert to replace it)")
+    return 0
+
+
+def cmd_queue_list(app: Chancy, args: argparse.Namespace) -> int:
+    queues = app.sync_get_all_queues()
+    if not queues:
+        print("no queues")
+        return 0
+    headers = ["name", "state", "concurrency", "executor", "tags", "polling", "rate limit", "resume at"]
+    print(format_table(headers, (_queue_row(queue) for queue in queues)))
+    return 0
+
+
+def _queue_row(queue: Queue) -> list[object]:
+    executor = next((short for short, path in EXECUTORS.items() if path == queue.executor), queue.executor)
+    rate = f"{queue.rate_limit}/{queue.rate_limit_window:g}s" if queue.rate_limit is not None else None
+    return [
+        queue.name, queue.state.value, queue.concurrency or "default", executor, ",".join(sorted(queue.tags)),
+        f"{queue.polling_interval:g}s", rate, queue.resume_at,
+    ]
+
+
+def cmd_queue_pause(app: Chancy, args: argparse.Namespace) -> int:
+    resume_at = _now(app) + dt.timedelta(seconds=args.resume_in) if args.resume_in is not None else None
+    app.sync_pause_queue(args.name, resume_at=resume_at)
+    until = f" until {_time(resume_at)}" if resume_at is not None else ""
+    print(f"paused queue {args.name}{until}")
+    return 0
+
+
+def cmd_queue_resume(app: Chancy, args: argparse.Namespace) -> int:
+    app.sync_resume_queue(args.name)
+    print(f"resumed queue {args.name}")
+    return 0
+
+
+def cmd_queue_delete(app: Chancy, args: argparse.Namespace) -> int:
+    app.sync_get_queue(args.name)  # an unknown name must not purge the jobs pushed to it
+    app.sync_delete_queue(args.name, purge_jobs=not args.keep_jobs)
+    kept = " (its jobs were kept)" if args.keep_jobs else " and its jobs"
+    print(f"deleted queue {args.name}{kept}")
+    return 0
+
+
+def cmd_queue_push(app: Chancy, args: argparse.Namespace) -> int:
+    job = Job(
+        func=args.func, queue=args.queue, kwargs=_json_object(args.kwargs, "--kwargs"),
+        meta=_json_object(args.meta, "--meta"), priority=args.priority, max_attempts=args.max_attempts,
+        unique_key=args.unique_key, scheduled_at=_now(app) + dt.timedelta(seconds=args.delay),
+    )
+    try:
+        app.sync_get_queue(job.queue)
+    except KeyError:
+        _warn(f"queue {job.queue!r} is not declared: the job waits until a worker serves that queue")
+    print(app.sync_push(job))
+    return 0
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{option} must be a JSON object such as '{{\"name\": 1}}', got {type(value).__name__}")
+    return value
+
+
+def cmd_job_list(app: Chancy, args: argparse.Namespace) -> int:
+    jobs = app.sync_list_jobs(state=args.state, queue=args.queue, func=args.func, limit=args.limit)
+    if not jobs:
+        print("no jobs")
+        return 0
+    headers = ["id", "queue", "func", "state", "attempts", "priority", "created", "scheduled"]
+    rows = (
+        [j.id, j.queue, j.func, j.state.value, f"{j.attempts}/{j.max_attempts}", j.priority, j.created_at,
+         j.scheduled_at]
+        for j in jobs
+    )
+    print(format_table(headers, rows))
+    return 0
+
+
+def cmd_job_get(app: Chancy, args: argparse.Namespace) -> int:
+    job = _get_job(app, args.id)
+    print(json.dumps(job_to_dict(job), indent=2, default=_json_default) if args.json else describe_job(job))
+    return 0
+
+
+def cmd_job_cancel(app: Chancy, args: argparse.Namespace) -> int:
+    job = _get_job(app, args.id)
+    if job.is_finished:
+        raise UsageError(f"job {job.id} has already {job.state.value}: there is nothing to cancel")
+    app.sync_cancel_job(job)
+    print(f"cancelled job {job.id} (it was {job.state.value})")
+    return 0
+
+
+def cmd_job_retry(app: Chancy, args: argparse.Namespace) -> int:
+    jobs = _existing_jobs(app, args.ids)
+    not_failed = [f"{job.id} is {job.state.value}" for job in jobs if job.state is not QueuedJob.State.FAILED]
+    if not_failed:
+        raise UsageError(f"only failed jobs can be retried ({', '.join(not_failed)}); nothing was changed")
+    for ref in app.sync_retry_jobs(jobs):
+        print(f"retrying job {ref}")
+    return 0
+
+
+def cmd_job_purge(app: Chancy, args: argparse.Namespace) -> int:
+    count = app.sync_purge_jobs(_existing_jobs(app, args.ids))
+    print(f"purged {count} job(s)")
+    return 0
+
+
+def _get_job(app: Chancy, job_id: str) -> QueuedJob:
+    job = app.sync_get_job(job_id)
+    if job is None:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    return job
+
+
+def _existing_jobs(app: Chancy, ids: Sequence[str]) -> list[QueuedJob]:
+    """The jobs, without duplicates; fails (changing nothing) if any is missing."""
+    unique = list(dict.fromkeys(ids))
+    jobs = app.sync_get_jobs(unique)
+    missing = sorted(set(unique) - {job.id for job in jobs})
+    if missing:
+        raise JobNotFoundError(f"no job with id {', '.join(map(repr, missing))}; nothing was changed")
+    return jobs
+
+
+def cmd_status(app: Chancy, args: argparse.Namespace) -> int:
+    counts = app.sync_count_jobs()
+    queues = {queue.name: queue for queue in app.sync_get_all_queues()}
+    workers = app.sync_get_all_workers()
+    print(f"database: {app.path}")
+    if app.path != MEMORY:
+        print(f"file size: {_size(app.path)}, WAL size: {_size(app.path + '-wal')}")
+    print(f"workers: {len(workers)}")
+    rows = []
+    for name in sorted(set(counts) | set(queues)):
+        per_state = counts.get(name, {})
+        state = queues[name].state.value if name in queues else "undeclared"
+        rows.append([name, state, *(per_state.get(s, 0) for s in STATES), sum(per_state.values())])
+    print(format_table(["queue", "state", *STATES, "total"], rows) if rows else "no queues and no jobs")
+    return 0
+
+
+# ------------------------------------------------------------------ output
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Left-aligned plain-text columns, two spaces apart, under a header line."""
+    lines = [list(headers), *([_cell(value) for value in row] for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dt.datetime):
+        return _time(value)
+    return str(value)
+
+
+def _time(value: dt.datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def describe_job(job: QueuedJob) -> str:
+    """Every field of a job, one per line, then each error's traceback."""
+    fields: list[tuple[str, object]] = [
+        ("id", job.id), ("func", job.func), ("queue", job.queue), ("state", job.state.value),
+        ("attempts", f"{job.attempts}/{job.max_attempts}"), ("priority", job.priority),
+        ("unique_key", job.unique_key), ("created_at", job.created_at), ("scheduled_at", job.scheduled_at),
+        ("started_at", job.started_at), ("completed_at", job.completed_at), ("kwargs", json.dumps(job.kwargs)),
+        ("meta", json.dumps(job.meta)), ("limits", ", ".join(_limit(lim) for lim in job.limits) or None),
+        ("errors", len(job.errors)),
+    ]
+    width = max(len(name) for name, _ in fields) + 1
+    lines = [f"{name + ':':<{width}} {_precise(value)}" for name, value in fields]
+    for error in job.errors:
+        lines.append(f"--- error in attempt {error.get('attempt')} ---")
+        lines.append(str(error.get("traceback", "")).rstrip())
+    return "\n".join(lines)
+
+
+def _precise(value: object) -> str:
+    return value.isoformat() if isinstance(value, dt.datetime) else _cell(value)
+
+
+def _limit(limit: Limit) -> str:
+    return f"{limit.type_.value}={limit.value:g}"
+
+
+def job_to_dict(job: QueuedJob) -> dict[str, Any]:
+    data = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)}
+    return {"id": job.id, **data, "state": job.state.value}
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Limit):
+        return {"type": value.type_.value, "value": value.value}
+    raise TypeError(f"cannot show {type(value).__name__} as JSON")
+
+
+def _size(path: str) -> str:
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    exponent = min(int(math.log(size, 1024)), 3) if size else 0
+    return f"{size} B" if exponent == 0 else f"{size / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB')[exponent - 1]}"
+
+
+def _now(app: Chancy) -> dt.datetime:
+    return app.clock() if app.clock is not None else utcnow()
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,554 @@
+"""The ``chancy-lite`` command line: every command in-process, and a few through a real subprocess."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from chancy_lite import Chancy, Job, Queue, QueuedJob
+from chancy_lite.cli import DB_ENV, format_table, main
+from chancy_lite.utils import utcnow
+
+FUNC = "myproject.jobs.send_email"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+Cli = Callable[..., Result]
+
+
+@pytest.fixture(autouse=True)
+def _no_db_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DB_ENV, raising=False)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``chancy-lite ARGS`` in-process."""
+
+    def run(*argv: str) -> Result:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def db(cli: Cli, db_path: str) -> Cli:
+    """Run ``chancy-lite --db <a migrated file> ARGS`` in-process."""
+    with Chancy(db_path) as app:
+        app.sync_migrate()
+    return lambda *argv: cli("--db", db_path, *argv)
+
+
+@pytest.fixture
+def unmigrated(db_path: str) -> str:
+    """An existing SQLite file without the schema."""
+    with Chancy(db_path) as app:
+        app.sync_migrate(to_version=0)
+    assert os.path.exists(db_path)
+    return db_path
+
+
+def assert_user_error(result: Result, *fragments: str) -> None:
+    assert result.code == 2, result
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("chancy-lite: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def push(db: Cli, *args: str) -> str:
+    result = db("queue", "push", FUNC, *args)
+    assert result.code == 0, result
+    return result.out.strip()
+
+
+def get_job(db_path: str, job_id: str) -> QueuedJob | None:
+    with Chancy(db_path) as app:
+        return app.sync_get_job(job_id)
+
+
+def get_queue(db_path: str, name: str) -> Queue:
+    with Chancy(db_path) as app:
+        return app.sync_get_queue(name)
+
+
+def failed_job(db_path: str) -> str:
+    with Chancy(db_path) as app:
+        ref = app.sync_push(Job(func=FUNC))
+        app.sync_cancel_job(ref)
+    return ref.identifier
+
+
+def table(text: str) -> list[list[str]]:
+    """The rows of a printed table, split on runs of two or more spaces."""
+    return [re.split(r"\s{2,}", line.strip()) for line in text.strip().splitlines()]
+
+
+# ------------------------------------------------------------------ migrations
+
+
+def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> None:
+    result = cli("--db", db_path, "migrate")
+    assert result.code == 0
+    assert result.out == "migrated chancy 0 -> 1\n"
+    with Chancy(db_path) as app:
+        assert app.sync_is_up_to_date()
+    assert cli("--db", db_path, "migrate").out == "nothing to migrate\n"
+
+
+def test_migrate_to_version_zero_drops_the_schema(db: Cli, db_path: str) -> None:
+    result = db("migrate", "--to-version", "0")
+    assert (result.code, result.out) == (0, "migrated chancy 1 -> 0\n")
+    with Chancy(db_path) as app:
+        assert not app.sync_is_up_to_date()
+
+
+def test_check_migrations_exits_1_while_pending_then_0(cli: Cli, unmigrated: str) -> None:
+    pending = cli("--db", unmigrated, "check-migrations")
+    assert pending.code == 1
+    assert "migrations are pending" in pending.err
+    assert "Traceback" not in pending.err
+    cli("--db", unmigrated, "migrate")
+    done = cli("--db", unmigrated, "check-migrations")
+    assert (done.code, done.out) == (0, "migrations are up to date\n")
+
+
+# ------------------------------------------------------------ naming the file
+
+
+def test_db_from_the_environment(cli: Cli, db: Cli, db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DB_ENV, db_path)
+    push(db, "--queue", "default")
+    result = cli("job", "list")
+    assert result.code == 0
+    assert FUNC in result.out
+
+
+def test_db_option_wins_over_the_environment(
+    cli: Cli, db: Cli, db_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(DB_ENV, str(tmp_path / "other.db"))
+    assert cli("--db", db_path, "check-migrations").code == 0
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_global_options_may_follow_the_command(cli: Cli, db: Cli, db_path: str) -> None:
+    result = cli("queue", "list", "--db", db_path, "-v")
+    assert (result.code, result.out) == (0, "no queues\n")
+
+
+@pytest.fixture
+def app_module(tmp_path: Path, db: Cli, db_path: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An importable module holding a Chancy on ``db_path`` (and a non-Chancy attribute)."""
+    name = f"cli_app_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(f"from chancy_lite import Chancy\nchancy = Chancy({db_path!r})\nother = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_app_option_imports_a_chancy(cli: Cli, app_module: str, db_path: str) -> None:
+    result = cli("--app", f"{app_module}:chancy", "queue", "declare", "from-app")
+    assert result.code == 0, result
+    assert get_queue(db_path, "from-app").name == "from-app"
+
+
+# ---------------------------------------------------------------------- queues
+
+
+def test_queue_declare_with_every_option(db: Cli, db_path: str) -> None:
+    result = db(
+        "queue", "declare", "mail", "--concurrency", "3", "--tags", "host=a.*", "gpu", "--executor", "threaded",
+        "--polling-interval", "2.5", "--rate-limit", "10", "--rate-limit-window", "60", "--paused",
+    )
+    assert (result.code, result.out) == (0, "declared queue mail\n")
+    assert get_queue(db_path, "mail") == Queue(
+        "mail", concurrency=3, tags={"host=a.*", "gpu"}, executor=Chancy.Executor.Threaded, polling_interval=2.5,
+        rate_limit=10, rate_limit_window=60, state=Queue.State.PAUSED,
+    )
+
+
+def test_queue_declare_takes_an_executor_import_path(db: Cli, db_path: str) -> None:
+    assert db("queue", "declare", "q", "--executor", "myproject.executors.Custom").code == 0
+    assert get_queue(db_path, "q").executor == "myproject.executors.Custom"
+    assert db("queue", "declare", "a", "--executor", "async").code == 0
+    assert get_queue(db_path, "a").executor == Chancy.Executor.Async.value
+
+
+def test_queue_declare_keeps_an_existing_queue_unless_upsert(db: Cli, db_path: str) -> None:
+    db("queue", "declare", "mail", "--concurrency", "1")
+    kept = db("queue", "declare", "mail", "--concurrency", "5")
+    assert kept.code == 0
+    assert "already exists" in kept.err and "--upsert" in kept.err
+    assert get_queue(db_path, "mail").concurrency == 1
+    replaced = db("queue", "declare", "mail", "--concurrency", "5", "--upsert")
+    assert (replaced.code, replaced.err) == (0, "")
+    assert get_queue(db_path, "mail").concurrency == 5
+
+
+def test_queue_list_is_a_table(db: Cli) -> None:
+    db("queue", "declare", "mail", "--concurrency", "2", "--rate-limit", "5", "--rate-limit-window", "1")
+    db("queue", "declare", "bulk", "--executor", "async", "--paused")
+    rows = table(db("queue", "list").out)
+    assert rows[0] == ["name", "state", "concurrency", "executor", "tags", "polling", "rate limit", "resume at"]
+    assert rows[1:] == [
+        ["bulk", "paused", "default", "async", ".*", "5s", "-", "-"],
+        ["mail", "active", "2", "process", ".*", "5s", "5/1s", "-"],
+    ]
+
+
+def test_queue_list_aligns_its_columns(db: Cli) -> None:
+    db("queue", "declare", "a")
+    db("queue", "declare", "a-much-longer-name")
+    lines = db("queue", "list").out.splitlines()
+    assert len({line.index("active") for line in lines[1:]}) == 1
+    assert lines[0].index("state") == lines[1].index("active")
+
+
+def test_queue_pause_and_resume(db: Cli, db_path: str) -> None:
+    db("queue", "declare", "mail")
+    before = utcnow()
+    result = db("queue", "pause", "mail", "--resume-in", "60")
+    assert result.code == 0 and result.out.startswith("paused queue mail until ")
+    paused = get_queue(db_path, "mail")
+    assert paused.state is Queue.State.PAUSED
+    assert paused.resume_at is not None
+    assert before + dt.timedelta(seconds=60) <= paused.resume_at <= utcnow() + dt.timedelta(seconds=60)
+    assert db("queue", "resume", "mail").out == "resumed queue mail\n"
+    assert get_queue(db_path, "mail").state is Queue.State.ACTIVE
+    assert db("queue", "pause", "mail").out == "paused queue mail\n"
+    assert get_queue(db_path, "mail").resume_at is None
+
+
+def test_queue_delete_purges_its_jobs_unless_keep_jobs(db: Cli, db_path: str) -> None:
+    db("queue", "declare", "gone")
+    db("queue", "declare", "kept")
+    gone, kept = push(db, "--queue", "gone"), push(db, "--queue", "kept")
+    assert db("queue", "delete", "gone").out == "deleted queue gone and its jobs\n"
+    assert db("queue", "delete", "kept", "--keep-jobs").code == 0
+    with Chancy(db_path) as app:
+        assert app.sync_get_all_queues() == []
+        assert app.sync_get_job(gone) is None
+        assert app.sync_get_job(kept) is not None
+
+
+def test_queue_push_with_every_option(db: Cli, db_path: str) -> None:
+    db("queue", "declare", "mail")
+    before = utcnow()
+    job_id = push(
+        db, "--queue", "mail", "--kwargs", '{"to": "a@b.c", "n": [1, 2]}', "--meta", '{"source": "cli"}',
+        "--priority", "7", "--max-attempts", "3", "--unique-key", "k1", "--delay", "30",
+    )
+    job = get_job(db_path, job_id)
+    assert job is not None
+    assert (job.func, job.queue, job.state) == (FUNC, "mail", QueuedJob.State.PENDING)
+    assert job.kwargs == {"to": "a@b.c", "n": [1, 2]}
+    assert job.meta == {"source": "cli"}
+    assert (job.priority, job.max_attempts, job.unique_key) == (7, 3, "k1")
+    assert before + dt.timedelta(seconds=30) <= job.scheduled_at <= utcnow() + dt.timedelta(seconds=30)
+
+
+def test_queue_push_defaults_and_unique_key(db: Cli, db_path: str) -> None:
+    db("queue", "declare", "default")
+    first = push(db, "--unique-key", "once")
+    assert push(db, "--unique-key", "once") == first
+    job = get_job(db_path, first)
+    assert job is not None
+    assert (job.queue, job.kwargs, job.meta, job.priority, job.max_attempts) == ("default", {}, {}, 0, 1)
+
+
+def test_queue_push_to_an_undeclared_queue_warns(db: Cli, db_path: str) -> None:
+    result = db("queue", "push", FUNC, "--queue", "later")
+    assert result.code == 0
+    assert "not declared" in result.err
+    assert get_job(db_path, result.out.strip()) is not None
+
+
+# ------------------------------------------------------------------------ jobs
+
+
+def test_job_list_filters_and_shows_columns(db: Cli, db_path: str) -> None:
+    a = push(db, "--queue", "a", "--priority", "2", "--max-attempts", "4")
+    b = push(db, "--queue", "b")
+    c = push(db, "--queue", "a")
+    with Chancy(db_path) as app:
+        app.sync_cancel_job(c)
+    rows = table(db("job", "list").out)
+    assert rows[0] == ["id", "queue", "func", "state", "attempts", "priority", "created", "scheduled"]
+    assert [row[0] for row in rows[1:]] == [c, b, a]
+    assert rows[3][:6] == [a, "a", FUNC, "pending", "0/4", "2"]
+    assert rows[3][6].endswith("Z") and rows[3][7].endswith("Z")
+    assert [r[0] for r in table(db("job", "list", "--queue", "a").out)[1:]] == [c, a]
+    assert [r[0] for r in table(db("job", "list", "--state", "failed").out)[1:]] == [c]
+    assert [r[0] for r in table(db("job", "list", "--limit", "1").out)[1:]] == [c]
+
+
+def test_job_list_when_empty(db: Cli) -> None:
+    assert db("job", "list").out == "no jobs\n"
+
+
+def test_job_get_shows_every_field_and_tracebacks(db: Cli, db_path: str) -> None:
+    job_id = failed_job(db_path)
+    result = db("job", "get", job_id)
+    assert result.code == 0
+    fields = dict(line.split(":", 1) for line in result.out.splitlines()[:15])
+    assert set(fields) == {
+        "id", "func", "queue", "state", "attempts", "priority", "unique_key", "created_at", "scheduled_at",
+        "started_at", "completed_at", "kwargs", "meta", "limits", "errors",
+    }
+    assert fields["id"].strip() == job_id
+    assert fields["state"].strip() == "failed"
+    assert "--- error in attempt 0 ---\ncancelled: cancel_job() was called" in result.out
+
+
+def test_job_get_json(db: Cli, db_path: str) -> None:
+    job_id = push(db, "--kwargs", '{"x": 1}', "--priority", "3")
+    data = json.loads(db("job", "get", job_id, "--json").out)
+    assert data["id"] == job_id
+    assert (data["func"], data["kwargs"], data["priority"], data["state"]) == (FUNC, {"x": 1}, 3, "pending")
+    assert dt.datetime.fromisoformat(data["created_at"]).tzinfo is not None
+    assert data["errors"] == [] and data["limits"] == []
+
+
+def test_job_cancel(db: Cli, db_path: str) -> None:
+    job_id = push(db)
+    assert db("job", "cancel", job_id).out == f"cancelled job {job_id} (it was pending)\n"
+    job = get_job(db_path, job_id)
+    assert job is not None and job.state is QueuedJob.State.FAILED
+    assert_user_error(db("job", "cancel", job_id), "already failed")
+
+
+def test_job_retry(db: Cli, db_path: str) -> None:
+    first, second = failed_job(db_path), failed_job(db_path)
+    result = db("job", "retry", first, second)
+    assert result.out.splitlines() == [f"retrying job {first}", f"retrying job {second}"]
+    with Chancy(db_path) as app:
+        assert [j.state for j in app.sync_get_jobs([first, second])] == [QueuedJob.State.PENDING] * 2
+
+
+def test_job_retry_refuses_unfailed_jobs_and_changes_nothing(db: Cli, db_path: str) -> None:
+    failed, pending = failed_job(db_path), push(db)
+    assert_user_error(db("job", "retry", failed, pending), "only failed jobs", f"{pending} is pending")
+    job = get_job(db_path, failed)
+    assert job is not None and job.state is QueuedJob.State.FAILED
+
+
+def test_job_purge(db: Cli, db_path: str) -> None:
+    first, second, kept = push(db), failed_job(db_path), push(db)
+    assert db("job", "purge", first, second, first).out == "purged 2 job(s)\n"
+    with Chancy(db_path) as app:
+        assert [j.id for j in app.sync_get_jobs([first, second, kept])] == [kept]
+
+
+def test_job_purge_with_a_missing_id_deletes_nothing(db: Cli, db_path: str) -> None:
+    job_id = push(db)
+    assert_user_error(db("job", "purge", job_id, "missing-id"), "'missing-id'", "nothing was changed")
+    assert get_job(db_path, job_id) is not None
+
+
+# ---------------------------------------------------------------------- status
+
+
+def test_status_counts_jobs_per_queue_and_state(db: Cli, db_path: str) -> None:
+    db("queue", "declare", "mail", "--paused")
+    db("queue", "declare", "idle")
+    push(db, "--queue", "mail")
+    push(db, "--queue", "mail")
+    failed_job(db_path)
+    out = db("status").out
+    lines = out.splitlines()
+    assert lines[0] == f"database: {db_path}"
+    assert lines[1].startswith("file size: ") and "KiB" in lines[1] and "WAL size: " in lines[1]
+    assert lines[2] == "workers: 0"
+    rows = table("\n".join(lines[3:]))
+    assert rows[0] == ["queue", "state", "pending", "running", "retrying", "succeeded", "failed", "total"]
+    assert rows[1:] == [
+        ["default", "undeclared", "0", "0", "0", "0", "1", "1"],
+        ["idle", "active", "0", "0", "0", "0", "0", "0"],
+        ["mail", "paused", "2", "0", "0", "0", "0", "2"],
+    ]
+
+
+def test_status_of_an_empty_file(db: Cli) -> None:
+    assert db("status").out.splitlines()[-1] == "no queues and no jobs"
+
+
+def test_count_jobs_is_on_chancy(chancy: Chancy) -> None:
+    chancy.sync_push(Job(func=FUNC, queue="q"))
+    assert chancy.sync_count_jobs() == {"q": {"pending": 1}}
+
+
+# ----------------------------------------------------------------- the basics
+
+
+def test_help_and_version(cli: Cli) -> None:
+    result = cli("--help")
+    assert result.code == 0 and "queue" in result.out and "status" in result.out
+    assert cli("--version").out.startswith("chancy-lite ")
+    assert cli("job", "get", "--help").code == 0
+
+
+def test_format_table() -> None:
+    assert format_table(["a", "long header"], [["xyz", None], [1, "v"]]) == "a    long header\nxyz  -\n1    v"
+
+
+# ------------------------------------------------------------- user mistakes
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["queue", "push", FUNC, "--kwargs", "{bad"], "--kwargs is not valid JSON"),
+        (["queue", "push", FUNC, "--kwargs", "[1, 2]"], "--kwargs must be a JSON object"),
+        (["queue", "push", FUNC, "--meta", '"text"'], "--meta must be a JSON object"),
+        (["queue", "push", "not a path"], "is not an import path"),
+        (["queue", "push", FUNC, "--queue", "bad name!"], "queue name 'bad name!' is not valid"),
+        (["queue", "push", FUNC, "--max-attempts", "0"], "max_attempts must be an integer >= 1"),
+        (["queue", "push", FUNC, "--delay", "-1"], "--delay"),
+        (["queue", "declare", "bad name!"], "queue name 'bad name!' is not valid"),
+        (["queue", "declare", "q", "--rate-limit", "3"], "rate_limit and rate_limit_window go together"),
+        (["queue", "declare", "q", "--concurrency", "many"], "argument --concurrency: 'many' is not an integer"),
+        (["queue", "declare", "q", "--executor", "fork"], "use process, threaded, async"),
+        (["queue", "declare", "q", "--tags", "("], "not a valid regular expression"),
+        (["queue", "pause", "nope"], "no queue named 'nope'"),
+        (["queue", "pause", "nope", "--resume-in", "0"], "--resume-in"),
+        (["queue", "resume", "nope"], "no queue named 'nope'"),
+        (["queue", "delete", "nope"], "no queue named 'nope'"),
+        (["job", "get", "nope"], "no job with id 'nope'"),
+        (["job", "cancel", "nope"], "no job with id 'nope'"),
+        (["job", "retry", "nope"], "no job with id 'nope'"),
+        (["job", "purge", "nope"], "no job with id 'nope'"),
+        (["job", "list", "--state", "done"], "invalid choice: 'done'"),
+        (["job", "list", "--limit", "0"], "--limit"),
+        (["migrate", "--to-version", "-1"], "--to-version"),
+        (["queue"], "required"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_user_mistakes_print_one_line_and_exit_2(db: Cli, args: list[str], message: str) -> None:
+    assert_user_error(db(*args), message)
+
+
+def test_delete_of_an_unknown_queue_keeps_the_jobs_pushed_to_it(db: Cli, db_path: str) -> None:
+    job_id = push(db, "--queue", "undeclared")
+    assert_user_error(db("queue", "delete", "undeclared"), "no queue named")
+    assert get_job(db_path, job_id) is not None
+
+
+@pytest.mark.parametrize(
+    "args", [["queue", "list"], ["job", "list"], ["status"], ["queue", "push", FUNC], ["queue", "declare", "q"]]
+)
+def test_an_unmigrated_file_is_a_user_mistake(cli: Cli, unmigrated: str, args: list[str]) -> None:
+    assert_user_error(cli("--db", unmigrated, *args), "not migrated", "chancy-lite migrate")
+
+
+def test_a_missing_file_is_not_created_by_other_commands(cli: Cli, db_path: str) -> None:
+    assert_user_error(cli("--db", db_path, "queue", "list"), "there is no database at", db_path)
+    assert_user_error(cli("--db", db_path, "check-migrations"), "there is no database at")
+    assert not os.path.exists(db_path)
+
+
+def test_a_missing_directory(cli: Cli, tmp_path: Path) -> None:
+    assert_user_error(cli("--db", str(tmp_path / "no" / "such" / "jobs.db"), "migrate"), "does not exist")
+
+
+def test_a_file_that_is_not_a_database(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, not SQLite\n")
+    assert_user_error(cli("--db", str(path), "status"), "is not a SQLite database")
+    assert path.read_text() == "hello, not SQLite\n"
+
+
+def test_a_schema_newer_than_the_code(cli: Cli, db_path: str) -> None:
+    with Chancy(db_path) as newer:
+        newer.store.add_migrations("chancy", [*newer.store.migrations["chancy"], (["SELECT 1"], ["SELECT 1"])])
+        newer.sync_migrate()
+    assert_user_error(cli("--db", db_path, "status"), "upgrade chancy_lite")
+    assert_user_error(cli("--db", db_path, "migrate"), "upgrade chancy_lite")
+
+
+def test_no_database_named(cli: Cli) -> None:
+    assert_user_error(cli("status"), "no database given", DB_ENV)
+
+
+def test_db_and_app_together(cli: Cli, db_path: str) -> None:
+    assert_user_error(cli("--db", db_path, "--app", "x:y", "status"), "either --db or --app")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_colon", "must look like 'package.module:attribute'"),
+        ("{module}:", "must look like"),
+        ("no_such_module_xyz:app", "cannot import 'no_such_module_xyz'"),
+        ("{module}:missing", "has no attribute 'missing'"),
+        ("{module}:other", "is a int, not a Chancy instance"),
+    ],
+)
+def test_bad_app_option(cli: Cli, app_module: str, spec: str, message: str) -> None:
+    assert_user_error(cli("--app", spec.format(module=app_module), "status"), message)
+
+
+# ------------------------------------------------------------ real processes
+
+
+def run_process(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, **(env or {})}
+    )
+
+
+def test_subprocess_round_trip(db_path: str) -> None:
+    module = [sys.executable, "-m", "chancy_lite.cli"]
+    migrated = run_process(*module, "--db", db_path, "migrate")
+    assert (migrated.returncode, migrated.stdout) == (0, "migrated chancy 0 -> 1\n"), migrated.stderr
+    pushed = run_process(*module, "queue", "push", FUNC, "--kwargs", '{"n": 5}', env={DB_ENV: db_path})
+    assert pushed.returncode == 0, pushed.stderr
+    job_id = pushed.stdout.strip()
+    job = get_job(db_path, job_id)
+    assert job is not None and job.kwargs == {"n": 5}
+    shown = run_process(*module, "--db", db_path, "job", "get", job_id, "--json")
+    assert json.loads(shown.stdout)["id"] == job_id
+
+
+def test_console_script_reports_a_mistake_without_traceback(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("chancy-lite")
+    if not script.exists():
+        pytest.skip("the chancy-lite console script is not installed next to this Python")
+    result = run_process(str(script), "--db", str(tmp_path / "missing" / "jobs.db"), "migrate")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("chancy-lite: error: ") and "Traceback" not in result.stderr
+
+
+def test_console_script_check_migrations(db_path: str) -> None:
+    script = Path(sys.executable).with_name("chancy-lite")
+    if not script.exists():
+        pytest.skip("the chancy-lite console script is not installed next to this Python")
+    with Chancy(db_path) as app:
+        app.sync_migrate(to_version=0)
+    assert run_process(str(script), "--db", db_path, "check-migrations").returncode == 1
+    assert run_process(str(script), "--db", db_path, "migrate").returncode == 0
+    assert run_process(str(script), "--db", db_path, "check-migrations").returncode == 0
