@@ -86,6 +86,11 @@ class Job:
             bool(_FUNC_PATH.match(self.func)),
             f"func {self.func!r} is not an import path: use 'package.module.function' (a module-level function)",
         )
+        _check(
+            not self.func.startswith("__main__."),
+            f"{self.func} is defined in the script being run (__main__), which workers cannot import: "
+            "move it to a module and import it from there",
+        )
         check_queue_name(self.queue)
         _check(isinstance(self.kwargs, dict), f"kwargs must be a dict, got {type(self.kwargs).__name__}")
         _check(all(isinstance(k, str) for k in self.kwargs), "kwargs keys must be strings (jobs take keyword arguments)")

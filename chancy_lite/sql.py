@@ -211,19 +211,37 @@ SET state = :state,
 WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = :pid AND attempts = :attempts
 """
 
-# recover: running jobs held by a dead process -> retrying / failed, counting the attempt.
-RECOVER_HELD_JOBS = """
+# release: running (held by us, this attempt) -> waiting again, the attempt not counted
+# (the worker was shut down under the job; it was not the job's fault).
+RELEASE_JOB = """
+UPDATE {p}jobs
+SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,
+    meta = coalesce(:meta, meta)
+WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = :pid AND attempts = :attempts
+"""
+
+# The running jobs one process holds.
+GET_HELD_JOBS = (
+    "SELECT "
+    + _JOB_COLUMNS
+    + """ FROM {p}jobs INDEXED BY {p}jobs_running
+WHERE state = 'running' AND taken_by = :worker_id AND holder_pid = :pid
+"""
+)
+# recover one job held by a dead process -> retrying / failed, counting the attempt.
+RECOVER_JOB = """
 UPDATE {p}jobs
 SET state = CASE WHEN attempts + 1 < max_attempts THEN 'retrying' ELSE 'failed' END,
     completed_at = CASE WHEN attempts + 1 < max_attempts THEN NULL ELSE :now END,
     errors = json_insert(errors, '$[#]', json_object('attempt', attempts, 'traceback', :reason)),
     attempts = attempts + 1
-WHERE state = 'running' AND taken_by = :worker_id AND holder_pid = :pid
-RETURNING id, state
+WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid IS :pid
+RETURNING state
 """
+
 # Every running job with its holder, to find the ones whose holder is gone.
 LIST_HOLDERS = """
-SELECT DISTINCT j.taken_by, j.holder_pid, j.holder_start, w.hostname, w.expires_at
+SELECT DISTINCT j.taken_by, j.holder_pid, j.holder_start, w.hostname, w.pid, w.pid_start, w.expires_at
 FROM {p}jobs AS j LEFT JOIN {p}workers AS w ON w.worker_id = j.taken_by
 WHERE j.state = 'running'
 """

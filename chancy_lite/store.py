@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from chancy_lite import sql, wake
@@ -52,7 +52,9 @@ class Holder:
     worker_id: str
     pid: int | None
     pid_start: int | None
-    hostname: str | None
+    hostname: str | None  # of the holder's worker, None if its row is gone
+    worker_pid: int | None
+    worker_pid_start: int | None
     expires_at: int | None
 
 
@@ -274,9 +276,14 @@ class Store:
         return conn.execute(self.q.NEXT_DUE, (queue,)).fetchall()[0][0]
 
     def complete_job(self, conn: Connection, outcome: Outcome, *, worker_id: str, pid: int) -> bool:
-        """Write one outcome, guarded: only a job still running, held by us, at this attempt. Caller's transaction."""
+        """Write one outcome, guarded: only a job still running, held by us, at this attempt. Caller's transaction.
+
+        An outcome in state PENDING releases the job (the worker stopped under it): it waits again and the
+        attempt is not counted.
+        """
+        statement = self.q.RELEASE_JOB if outcome.state is QueuedJob.State.PENDING else self.q.COMPLETE_JOB
         conn.execute(
-            self.q.COMPLETE_JOB,
+            statement,
             {
                 "id": outcome.id,
                 "state": outcome.state.value,
@@ -337,20 +344,28 @@ class Store:
     # -------------------------------------------------------------- recovery
 
     def list_holders(self, conn: Connection) -> list[Holder]:
+        """Every process recorded as holding running jobs, with its worker's row if any."""
         return [Holder(*row) for row in conn.execute(self.q.LIST_HOLDERS).fetchall()]
 
-    def recover_held_jobs(self, conn: Connection, worker_id: str, pid: int | None, *, now: int, reason: str) -> list[
-        tuple[str, str]
-    ]:
-        """Running jobs held by a dead process -> retrying/failed, counting the attempt."""
+    def held_jobs(self, conn: Connection, worker_id: str, pid: int | None) -> list[QueuedJob]:
+        rows = conn.execute(self.q.GET_HELD_JOBS, {"worker_id": worker_id, "pid": pid}).fetchall()
+        return [row_to_job(row) for row in rows]
+
+    def recover_jobs(
+        self, conn: Connection, worker_id: str, pid: int | None, reason: Callable[[QueuedJob], str], *, now: int
+    ) -> list[tuple[QueuedJob, str]]:
+        """Jobs held by a dead process -> retrying/failed, counting the attempt, each with its reason."""
+        recovered = []
         with conn:
-            rows = conn.execute(
-                self.q.RECOVER_HELD_JOBS, {"worker_id": worker_id, "pid": pid, "now": now, "reason": reason}
-            ).fetchall()
-            if rows:
-                self.notify(conn, wake.WORKER, wake.push_message("*", len(rows)))
+            for job in self.held_jobs(conn, worker_id, pid):
+                params = {"id": job.id, "worker_id": worker_id, "pid": pid, "now": now, "reason": reason(job)}
+                rows = conn.execute(self.q.RECOVER_JOB, params).fetchall()
+                if rows:
+                    recovered.append((job, rows[0][0]))
+            if recovered:
+                self.notify(conn, wake.WORKER, wake.push_message("*", len(recovered)))
                 self.notify_done(conn)
-        return [(r[0], r[1]) for r in rows]
+        return recovered
 
     # --------------------------------------------------------------- queues
 

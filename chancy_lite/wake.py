@@ -63,7 +63,7 @@ class Channel:
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.setblocking(False)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: signal handlers send too
         self._listing: tuple[int, dict[str, list[str]]] = (-1, {})
 
     def close(self) -> None:

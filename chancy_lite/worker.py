@@ -1,4 +1,354 @@
-"""Placeholder until the worker lands."""
+"""``Worker``: the supervisor of one process.
 
-class Worker:  # noqa: D101
-    pass
+It keeps a heartbeat row, watches the queues (declared, changed, paused,
+removed, resumed), starts one executor per served queue, relays wake-ups and
+cancellations to the children, recovers the jobs of processes that died, and
+shuts down in order on SIGTERM/SIGINT (a second signal stops at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import re
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from chancy_lite import db, proc, wake
+from chancy_lite.app import Chancy
+from chancy_lite.errors import MigrationsNeededError
+from chancy_lite.executors.base import Executor
+from chancy_lite.hub import Hub
+from chancy_lite.job import Limit, QueuedJob
+from chancy_lite.queue import Queue
+from chancy_lite.utils import chancy_uuid, from_micros, import_string
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Worker:
+    """Runs the jobs of every queue whose tags match this worker, until stopped.
+
+    ``async with Worker(chancy) as worker: await worker.wait_for_shutdown()``
+    """
+
+    def __init__(
+        self,
+        chancy: Chancy,
+        *,
+        worker_id: str | None = None,
+        heartbeat_poll_interval: float = 30,
+        heartbeat_timeout: float = 90,
+        queue_change_poll_interval: float = 10,
+        shutdown_timeout: float = 30,
+        tags: Iterable[str] | None = None,
+        register_signal_handlers: bool = True,
+        allowed_modules: Iterable[str] | None = None,
+    ) -> None:
+        self.chancy = chancy
+        self.worker_id = worker_id or chancy_uuid()
+        self.heartbeat_poll_interval = heartbeat_poll_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.queue_change_poll_interval = queue_change_poll_interval
+        self.shutdown_timeout = shutdown_timeout
+        self.tags = set(tags or ())
+        self.register_signal_handlers = register_signal_handlers
+        self.allowed_modules = tuple(allowed_modules) if allowed_modules is not None else None
+        self.hub = Hub()
+        self.executors: dict[str, Executor] = {}
+        self.socket_path: str | None = None
+        self._listener: wake.Listener | None = None
+        self._channel: wake.Channel | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._queues_changed = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._started = False
+        self._stopping = False
+        self._signals = 0
+        self._served_once: set[str] = set()
+        self._next_resume: Any = None
+
+    # ------------------------------------------------------------ identity
+
+    def worker_tags(self) -> set[str]:
+        """The tags queues are matched against (each queue tag is a regex ``re.match``-ed against these)."""
+        return {
+            "*",
+            f"hostname={proc.HOSTNAME}",
+            f"worker_id={self.worker_id}",
+            f"python={platform.python_version()}",
+            f"os={sys.platform}",
+            f"arch={platform.machine()}",
+            *self.tags,
+        }
+
+    def serves(self, queue: Queue) -> bool:
+        tags = self.worker_tags()
+        return any(re.match(pattern, tag) for pattern in queue.tags for tag in tags)
+
+    def child_log_level(self) -> int | None:
+        """Children log like the supervisor when logging is configured, else not at all."""
+        if not logging.getLogger().handlers:
+            return None
+        return logging.getLogger("chancy_lite").getEffectiveLevel()
+
+    # ------------------------------------------------------------ database
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store method on the app's threads, retrying transient errors with backoff."""
+        delay = 0.05
+        while True:
+            try:
+                return await self.chancy._run(self.chancy._call, fn, *args, **kwargs)
+            except Exception as exc:
+                if not db.is_transient(exc) or self._signals > 1:
+                    raise
+                log.warning("database busy or unavailable (%s); retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    # ----------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Check the schema, declare ``default``, recover orphans, start serving queues; returns once running."""
+        if self._started:
+            return
+        store = self.chancy.store
+        if not await self.chancy._run(self.chancy._call, store.is_up_to_date):
+            raise MigrationsNeededError(
+                "the database schema is not up to date: run `chancy-lite --db PATH migrate` or `await chancy.migrate()`"
+            )
+        self._started = True
+        await self.chancy.declare(Queue("default"))
+        self._channel = store.channel
+        if self._channel is not None:
+            self._listener = wake.Listener(self._channel, wake.WORKER)
+            self.socket_path = self._listener.path
+            asyncio.get_running_loop().add_reader(self._listener.fileno(), self._on_datagrams)
+        await self.heartbeat()
+        await self.recover_orphans()
+        await self.refresh_queues()
+        self._tasks = [
+            asyncio.create_task(self._every(self.heartbeat_poll_interval, self._heartbeat_step), name="heartbeat"),
+            asyncio.create_task(self._queue_loop(), name="queues"),
+        ]
+        if self.register_signal_handlers:
+            self._install_signals()
+        self.hub.emit("worker.started", {"worker_id": self.worker_id})
+        log.info("worker %s started; queues: %s", self.worker_id, ", ".join(sorted(self.executors)) or "none")
+
+    async def stop(self) -> None:
+        """Stop claiming, let running jobs finish within ``shutdown_timeout``, then interrupt the rest."""
+        if not self._started:
+            return
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        log.info("worker %s stopping (waiting up to %s s for running jobs)", self.worker_id, self.shutdown_timeout)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(ex.stop(self.shutdown_timeout) for ex in self.executors.values()))
+        self.executors.clear()
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+        with contextlib.suppress(Exception):
+            await self._db(self.chancy.store.delete_worker, self.worker_id)
+        self._remove_signals()
+        self.hub.emit("worker.stopped", {"worker_id": self.worker_id})
+        self._stopped.set()
+        log.info("worker %s stopped", self.worker_id)
+
+    async def wait_for_shutdown(self) -> None:
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _remove_signals(self) -> None:
+        if not self.register_signal_handlers:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("received %s: finishing running jobs (send it again to stop at once)", signal.Signals(sig).name)
+            asyncio.ensure_future(self.stop())
+        else:
+            log.warning("received %s again: interrupting running jobs now", signal.Signals(sig).name)
+            self.shutdown_timeout = 0
+            for executor in self.executors.values():
+                executor.kill()
+
+    # ----------------------------------------------------------- wake-ups
+
+    def send_to_child(self, key: str, message: bytes) -> None:
+        if self._channel is not None:
+            self._channel.send_to(os.path.join(self._channel.directory, f"c-{key}.sock"), message)
+
+    def _on_datagrams(self) -> None:
+        assert self._listener is not None
+        for message in self._listener.drain():
+            try:
+                self._dispatch(message.decode())
+            except Exception:
+                log.exception("bad wake-up message %r", message)
+
+    def _dispatch(self, message: str) -> None:
+        kind, _, rest = message.partition(" ")
+        if kind == "p":
+            queue, _, count = rest.rpartition(" ")
+            for name, executor in self.executors.items():
+                if queue in ("*", name):
+                    executor.wake(int(count))
+                    if executor.pending_wakes:
+                        self.hub.emit("worker.queue.full", {"queue": name})
+        elif kind in ("i", "b"):
+            for executor in self.executors.values():
+                if rest in executor.slots:
+                    executor.on_message(kind, rest)
+                    break
+        elif kind == "q":
+            self._queues_changed.set()
+        elif kind == "c":
+            job_id, _, pid = rest.partition(" ")
+            for executor in self.executors.values():
+                if executor.cancel(job_id, int(pid) or None):
+                    break
+
+    # -------------------------------------------------------------- queues
+
+    async def refresh_queues(self) -> None:
+        """Match the running executors to the stored queues: start, reconfigure, stop."""
+        store = self.chancy.store
+        await self._db(store.resume_due_queues, now=self.chancy.now())
+        queues = {q.name: q for q in await self._db(store.get_all_queues)}
+        wanted = {n: q for n, q in queues.items() if q.state is Queue.State.ACTIVE and self.serves(q)}
+        for name, executor in list(self.executors.items()):
+            if name not in wanted or wanted[name] != executor.queue:
+                del self.executors[name]
+                await executor.stop(self.shutdown_timeout)
+                if name not in wanted:
+                    self.hub.emit("worker.queue.removed", {"queue": name})
+                    log.info("stopped serving queue %s", name)
+        for name, queue in wanted.items():
+            if name not in self.executors and not self._stopping:
+                updated = name in self._served_once
+                executor = self._executor_for(queue)
+                self.executors[name] = executor
+                await executor.start()
+                self._served_once.add(name)
+                self.hub.emit("worker.queue.updated" if updated else "worker.queue.started", {"queue": name})
+                log.info("serving queue %s with %s x %s", name, executor.concurrency, type(executor).__name__)
+        self._next_resume = min(
+            (q.resume_at for q in queues.values() if q.state is Queue.State.PAUSED and q.resume_at is not None),
+            default=None,
+        )
+
+    def _executor_for(self, queue: Queue) -> Executor:
+        cls = import_string(str(queue.executor))
+        if not (isinstance(cls, type) and issubclass(cls, Executor)):
+            raise TypeError(f"queue {queue.name!r}: {queue.executor} is not an Executor class")
+        return cls(self, queue)
+
+    async def _queue_loop(self) -> None:
+        while True:
+            timeout = self.queue_change_poll_interval
+            if self._next_resume is not None:
+                until = (self._next_resume - from_micros(self.chancy.now())).total_seconds()  # type: ignore[operator]
+                timeout = max(0.0, min(timeout, until))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queues_changed.wait(), timeout)
+            self._queues_changed.clear()
+            await self._guarded(self.refresh_queues)
+
+    async def _guarded(self, step: Callable[[], Any]) -> None:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker loop step %s failed; it will run again", getattr(step, "__name__", step))
+
+    async def _every(self, interval: float, step: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self._guarded(step)
+
+    # ----------------------------------------------------- heartbeat, recovery
+
+    async def heartbeat(self) -> None:
+        now = self.chancy.now()
+        await self._db(
+            self.chancy.store.upsert_worker, worker_id=self.worker_id, hostname=proc.HOSTNAME, pid=os.getpid(),
+            pid_start=proc.start_time(os.getpid()), tags=sorted(self.worker_tags()), queues=sorted(self.executors),
+            now=now, expires_at=now + int(self.heartbeat_timeout * 1_000_000),
+        )
+
+    async def _heartbeat_step(self) -> None:
+        await self.heartbeat()
+        await self.recover_orphans()
+
+    async def recover_process(self, pid: int | None, how: str, grace: float) -> None:
+        """Recover the jobs a dead process of ours held, counting each attempt."""
+        now = self.chancy.now()
+
+        def reason(job: QueuedJob) -> str:
+            limit = job.limit(Limit.Type.TIME)
+            if limit and job.started_at is not None:
+                ran = (from_micros(now) - job.started_at).total_seconds()  # type: ignore[operator]
+                if ran >= limit:
+                    return (
+                        f"timed out: the job ran {ran:.1f} s, past its time limit of {limit} s, and did not stop "
+                        f"within the {grace} s grace period; its worker process was killed ({how})"
+                    )
+            return f"the worker process running this job died ({how}, pid {pid})"
+
+        recovered = await self._db(self.chancy.store.recover_jobs, self.worker_id, pid, reason, now=now)
+        for job, state in recovered:
+            log.warning("recovered job %s (%s) from dead process %s: now %s", job.id, job.func, pid, state)
+
+    async def recover_orphans(self) -> None:
+        """Recover jobs held by processes that are gone: dead pids on this host, expired workers elsewhere."""
+        store, now = self.chancy.store, self.chancy.now()
+        mine = {p.pid for ex in self.executors.values() for p in getattr(ex, "processes", {}).values()}
+        mine.add(os.getpid())
+        for holder in await self._db(store.list_holders):
+            if holder.worker_id == self.worker_id and holder.pid in mine:
+                continue
+            if holder.hostname in (None, proc.HOSTNAME):
+                if proc.is_alive(holder.pid, holder.pid_start):
+                    continue
+                how = "its process is gone"
+            elif holder.expires_at is not None and holder.expires_at >= now:
+                continue
+            else:
+                how = f"its worker on {holder.hostname} stopped sending heartbeats"
+            recovered = await self._db(
+                store.recover_jobs, holder.worker_id, holder.pid,
+                lambda job, how=how: f"the worker process running this job died ({how}, pid {holder.pid})", now=now,
+            )
+            for job, state in recovered:
+                log.warning("recovered orphaned job %s (%s): now %s", job.id, job.func, state)

@@ -1,0 +1,524 @@
+"""One worker child: claim -> rebuild the job context -> import -> run -> record.
+
+A child is a spawned process (or, for the threaded executor, a thread) with
+its own connection. It claims rows itself with one ``UPDATE … RETURNING`` in
+``BEGIN IMMEDIATE``, and writes each outcome in the same transaction as the
+next claim. Its supervisor only wakes it, stops it, and relays cancellations:
+
+* mailbox datagrams: ``w`` (work may be waiting), ``s`` (stop after this job),
+  ``c <id>`` (cancel that job; followed by SIGUSR1);
+* SIGUSR1: read the mailbox now (a cancellation is waiting);
+* SIGUSR2: interrupt the running job and exit (shutdown timeout passed, or the
+  supervisor died: it is also the parent-death signal);
+* SIGALRM: the job's TIME limit passed (``TimeoutError`` inside the job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import faulthandler
+import inspect
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from chancy_lite import db, proc, wake
+from chancy_lite.job import Limit, QueuedJob
+from chancy_lite.store import Outcome, Store
+from chancy_lite.utils import import_string, micros_now
+
+log = logging.getLogger(__name__)
+
+State = QueuedJob.State
+
+
+class WorkerShutdown(BaseException):
+    """Raised inside a job whose worker is shutting down under it."""
+
+
+class JobCancelled(asyncio.CancelledError):
+    """Raised inside a job that ``cancel_job`` cancelled (an ``asyncio.CancelledError``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildConfig:
+    """Everything a child needs, as plain data (it crosses a spawn boundary)."""
+
+    db_path: str
+    prefix: str
+    busy_timeout: float
+    synchronous: str
+    queue: str
+    worker_id: str
+    key: str  # this child's name among its supervisor's children
+    supervisor_socket: str | None
+    polling_interval: float
+    maximum_jobs: int | None = None
+    batch_size: int = 1
+    timeout_grace: float = 5.0
+    allowed_modules: tuple[str, ...] | None = None
+    log_level: int | None = None
+    register_signals: bool = True
+
+
+# ----------------------------------------------------------- the job function
+
+_PARAMS: dict[Callable[..., Any], tuple[str, ...]] = {}
+_FUNCS: dict[str, Callable[..., Any]] = {}
+
+
+def context_parameters(func: Callable[..., Any]) -> tuple[str, ...]:
+    """Names of the keyword-only parameters annotated ``QueuedJob`` (or a subclass). Cached."""
+    cached = _PARAMS.get(func)
+    if cached is not None:
+        return cached
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        names: tuple[str, ...] = ()
+    else:
+        try:
+            hints = typing.get_type_hints(func)
+        except Exception:
+            hints = {}
+        names = tuple(
+            name
+            for name, param in signature.parameters.items()
+            if param.kind is inspect.Parameter.KEYWORD_ONLY and _is_context(hints.get(name, param.annotation))
+        )
+    _PARAMS[func] = names
+    return names
+
+
+def _is_context(annotation: Any) -> bool:
+    if isinstance(annotation, str):  # an unresolvable string annotation: judge by name
+        return annotation.rsplit(".", 1)[-1].strip("'\" ") == "QueuedJob"
+    return inspect.isclass(annotation) and issubclass(annotation, QueuedJob)
+
+
+def resolve(path: str, allowed: tuple[str, ...] | None) -> Callable[..., Any]:
+    func = _FUNCS.get(path)
+    if func is None:
+        if allowed is not None and not any(path == m or path.startswith(m + ".") for m in allowed):
+            raise PermissionError(
+                f"{path} is not in this worker's allowed_modules ({', '.join(allowed)}); the job was refused"
+            )
+        func = import_string(path)
+        if not callable(func):
+            raise TypeError(f"{path} is not callable")
+        func = getattr(func, "__wrapped_job__", func)
+        _FUNCS[path] = func
+    return func
+
+
+def outcome_for(
+    job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, had_meta: bool, elapsed: float
+) -> Outcome:
+    """The outcome of one run: SUCCEEDED, FAILED (RETRYING while attempts remain) or PENDING (released)."""
+    if state is State.FAILED and job.attempts + 1 < job.max_attempts:
+        state = State.RETRYING
+    log.info("job %s %s %s in %.1f ms", job.id, job.func, state.value, elapsed * 1000)
+    meta = _dump_meta(job.meta) if had_meta or job.meta else None
+    if state is State.PENDING:
+        return Outcome(job.id, job.attempts, State.PENDING, None, meta=meta)
+    return Outcome(
+        job.id,
+        job.attempts,
+        state,
+        micros_now() if state is not State.RETRYING else None,
+        meta=meta,
+        error=error_entry(job.attempts, error) if error is not None else None,
+    )
+
+
+def error_entry(attempt: int, exc: BaseException | str) -> str:
+    text = exc if isinstance(exc, str) else "".join(traceback.format_exception(exc))
+    return json.dumps({"attempt": attempt, "traceback": text})
+
+
+# ----------------------------------------------------------------- the runner
+
+
+class Runner:
+    """The claim/run/record loop, shared by process and thread children."""
+
+    def __init__(self, config: ChildConfig) -> None:
+        self.config = config
+        self.pid = os.getpid()
+        self.pid_start = proc.start_time(self.pid)
+        self.conn = db.connect(
+            config.db_path, busy_timeout=config.busy_timeout, synchronous=config.synchronous, check=False
+        )
+        self.channel = wake.Channel(config.db_path)
+        self.store = Store(config.prefix, self.channel)
+        self.mailbox = wake.Listener(self.channel, wake.CHILD, name=f"c-{config.key}.sock")
+        self.pending: list[Outcome] = []
+        self.current: QueuedJob | None = None
+        self.in_job = False
+        self.stopping = False
+        self.cancelled: str | None = None
+        self.jobs_run = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Future[Any] | None = None
+        self._woke_by_timeout = False
+
+    # ---- the loop
+
+    def run(self) -> None:
+        try:
+            while not self.stopping:
+                jobs = self.exchange()
+                if not jobs:
+                    self.idle()
+                    continue
+                if self._woke_by_timeout:
+                    self.tell_supervisor(f"b {self.config.key}")
+                    self._woke_by_timeout = False
+                for index, job in enumerate(jobs):
+                    if self.stopping:
+                        self.pending.extend(self.release(j) for j in jobs[index:])
+                        break
+                    outcome = self.execute(job)
+                    if outcome is not None:
+                        self.pending.append(outcome)
+                    self.jobs_run += 1
+                if self.config.maximum_jobs and self.jobs_run >= self.config.maximum_jobs:
+                    self.stopping = True
+        finally:
+            self.flush()
+            self.close()
+
+    def exchange(self) -> list[QueuedJob]:
+        """Write pending outcomes and claim the next jobs, in one transaction. Retries transient errors."""
+        n = 0 if self.stopping else self.config.batch_size
+        return self.with_retry(lambda: self._exchange(n))
+
+    def _exchange(self, n: int) -> list[QueuedJob]:
+        config, store = self.config, self.store
+        with self.conn:
+            for outcome in self.pending:
+                store.complete_job(self.conn, outcome, worker_id=config.worker_id, pid=self.pid)
+            if self.pending:
+                store.notify_done(self.conn)
+            jobs = (
+                store.claim_jobs(
+                    self.conn, config.queue, n, now=micros_now(), worker_id=config.worker_id, pid=self.pid,
+                    pid_start=self.pid_start,
+                )
+                if n
+                else []
+            )
+        self.pending = []
+        return jobs
+
+    def flush(self) -> None:
+        if self.pending:
+            self.with_retry(lambda: self._exchange(0))
+
+    def with_retry(self, step: Callable[[], list[QueuedJob]]) -> list[QueuedJob]:
+        """Run a bookkeeping step, retrying transient database errors with jittered backoff, forever."""
+        delay = 0.01
+        while True:
+            try:
+                return step()
+            except Exception as exc:
+                if not db.is_transient(exc):
+                    raise
+                log.warning("database busy or unavailable (%s); retrying in %.2f s", exc, delay)
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+
+    def idle(self) -> None:
+        """Nothing to claim: sleep until woken, until the next job is due, or until the poll interval."""
+        timeout = self.config.polling_interval
+        due = self.with_retry(lambda: [self.store.next_due(self.conn, self.config.queue)])[0]
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - micros_now()) / 1e6))
+        if timeout <= 0:
+            return
+        self.tell_supervisor(f"i {self.config.key}")
+        messages = self.mailbox.wait(timeout)
+        self._woke_by_timeout = not messages
+        self.handle_messages(messages)
+
+    def handle_messages(self, messages: list[bytes]) -> None:
+        for message in messages:
+            if message == b"s":
+                self.stopping = True
+            elif message.startswith(b"c "):
+                job_id = message[2:].decode()
+                if self.current is not None and self.current.id == job_id:
+                    self.cancelled = job_id
+
+    def tell_supervisor(self, message: str) -> None:
+        if self.config.supervisor_socket:
+            self.channel.send_to(self.config.supervisor_socket, message.encode())
+
+    def close(self) -> None:
+        self.mailbox.close()
+        self.channel.close()
+        self.conn.close()
+
+    # ---- one job
+
+    def execute(self, job: QueuedJob) -> Outcome | None:
+        """Run one claimed job and return its outcome (not yet written); None if it was cancelled."""
+        self.current, self.cancelled = job, None
+        had_meta = bool(job.meta)
+        started = time.perf_counter()
+        error: BaseException | str | None = None
+        state = State.SUCCEEDED
+        try:
+            func = resolve(job.func, self.config.allowed_modules)
+            kwargs = dict(job.kwargs)
+            for name in context_parameters(func):
+                kwargs[name] = job
+            self.call(job, func, kwargs)
+        except WorkerShutdown:
+            state = State.PENDING
+        except asyncio.CancelledError as exc:
+            if self.cancelled == job.id:
+                log.info("job %s %s cancelled", job.id, job.func)
+                return None  # cancel_job already wrote the final state
+            error, state = exc, State.FAILED
+        except BaseException as exc:  # the job's failure is data, whatever it raised
+            error, state = exc, State.FAILED
+        finally:
+            self.current = None
+        return outcome_for(job, state, error, had_meta, time.perf_counter() - started)
+
+    def release(self, job: QueuedJob) -> Outcome:
+        """An outcome that gives a claimed but unstarted job back, its attempt not counted."""
+        return Outcome(job.id, job.attempts, State.PENDING, None)
+
+    def call(self, job: QueuedJob, func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        time_limit = job.limit(Limit.Type.TIME)
+        memory_limit = job.limit(Limit.Type.MEMORY)
+        if inspect.iscoroutinefunction(func):
+            self.run_coroutine(func, kwargs, time_limit)
+            return
+        with self.limits(time_limit, memory_limit):
+            self.in_job = True
+            try:
+                self.check_interrupts()
+                func(**kwargs)
+            finally:
+                self.in_job = False
+
+    def run_coroutine(self, func: Callable[..., Any], kwargs: dict[str, Any], time_limit: float | None) -> None:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        coroutine = func(**kwargs)
+        if time_limit:
+            coroutine = asyncio.wait_for(coroutine, time_limit)
+        self._task = self._loop.create_task(coroutine)
+        with self.limits(None, None, hard_time=time_limit):
+            try:
+                self.check_interrupts()
+                self._loop.run_until_complete(self._task)
+            finally:
+                self._task = None
+
+    def check_interrupts(self) -> None:
+        if self.cancelled is not None and self.current is not None and self.cancelled == self.current.id:
+            raise JobCancelled(f"job {self.current.id} was cancelled")
+
+    def limits(
+        self, time_limit: float | None, memory_limit: int | None, hard_time: float | None = None
+    ) -> typing.ContextManager[None]:
+        return _NoLimits()
+
+
+class _NoLimits:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _dump_meta(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, default=repr, allow_nan=True)
+
+
+# ------------------------------------------------------------ process children
+
+
+class ProcessRunner(Runner):
+    """A runner in its own process: limits and interruptions by signal."""
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_mail)
+        signal.signal(signal.SIGUSR2, self._on_interrupt)
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        proc.set_parent_death_signal(signal.SIGUSR2)
+        if os.getppid() == 1:  # the supervisor died before we asked to be told
+            self.stopping = True
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        self.poke()
+
+    def poke(self) -> None:
+        """End an idle wait now (from a signal handler)."""
+        self.channel.send_to(self.mailbox.path, b"w")
+
+    def _on_mail(self, signum: int, frame: Any) -> None:
+        messages = self.mailbox.drain()
+        self.handle_messages(messages)
+        if any(not m.startswith(b"c ") for m in messages):
+            self.poke()  # keep the wake-up (or stop) for the idle wait
+        if self.cancelled is not None and self.current is not None and self.cancelled == self.current.id:
+            self._interrupt(JobCancelled(f"job {self.current.id} was cancelled"))
+
+    def _on_interrupt(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        self.poke()
+        faulthandler.dump_traceback_later(self.config.timeout_grace, exit=True)
+        if self.current is not None:
+            self._interrupt(WorkerShutdown("the worker is shutting down"))
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        job = self.current
+        if job is not None:
+            self._interrupt(TimeoutError(f"job {job.id} exceeded its time limit of {job.limit(Limit.Type.TIME)} s"))
+
+    def _interrupt(self, exc: BaseException) -> None:
+        """Raise ``exc`` inside the running job (sync: from this handler; async: cancel its task)."""
+        if self._task is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+            if isinstance(exc, WorkerShutdown):
+                self.stopping = True
+            return
+        if self.in_job:
+            self.in_job = False
+            raise exc
+
+    def limits(
+        self, time_limit: float | None, memory_limit: int | None, hard_time: float | None = None
+    ) -> typing.ContextManager[None]:
+        return _ProcessLimits(time_limit, memory_limit, hard_time, self.config.timeout_grace)
+
+    def run_coroutine(self, func: Callable[..., Any], kwargs: dict[str, Any], time_limit: float | None) -> None:
+        try:
+            super().run_coroutine(func, kwargs, time_limit)
+        except asyncio.CancelledError:
+            if self.stopping and self.cancelled is None:
+                raise WorkerShutdown("the worker is shutting down") from None
+            raise
+
+
+class _ProcessLimits:
+    """TIME: SIGALRM at the limit, and a hard exit (faulthandler's watchdog) after a grace period.
+    MEMORY: the address-space limit for the job, restored afterwards."""
+
+    def __init__(self, time_limit: float | None, memory: int | None, hard_time: float | None, grace: float) -> None:
+        self.time_limit, self.memory, self.hard_time, self.grace = time_limit, memory, hard_time, grace
+        self.saved: tuple[int, int] | None = None
+
+    def __enter__(self) -> None:
+        limit = self.time_limit or self.hard_time
+        if limit:
+            faulthandler.dump_traceback_later(limit + self.grace, exit=True)
+        if self.time_limit:
+            signal.setitimer(signal.ITIMER_REAL, self.time_limit)
+        if self.memory:
+            import resource
+
+            self.saved = resource.getrlimit(resource.RLIMIT_AS)
+            hard = self.saved[1]
+            soft = int(self.memory) if hard == resource.RLIM_INFINITY else min(int(self.memory), hard)
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.time_limit:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if self.time_limit or self.hard_time:
+            faulthandler.cancel_dump_traceback_later()
+        if self.saved is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, self.saved)
+
+
+def child_main(config: ChildConfig) -> None:
+    """Entry point of a spawned child process."""
+    if config.log_level is not None:
+        logging.basicConfig(
+            level=config.log_level, stream=sys.stderr,
+            format=f"%(asctime)s %(levelname)s [{config.queue}:{os.getpid()}] %(message)s",
+        )
+    runner = ProcessRunner(config)
+    if config.register_signals:
+        runner.install_signals()
+    runner.run()
+
+
+# ------------------------------------------------------------- thread children
+
+
+class ThreadRunner(Runner):
+    """A runner in a thread of the supervisor: limits and interruptions by asynchronous exception."""
+
+    def __init__(self, config: ChildConfig) -> None:
+        super().__init__(config)
+        self.thread_id: int | None = None
+
+    def run(self) -> None:
+        self.thread_id = threading.get_ident()
+        super().run()
+
+    def interrupt(self, exc_type: type[BaseException]) -> None:
+        """Raise ``exc_type`` in the job running on this thread, if one is running."""
+        if self.in_job and self.thread_id is not None:
+            import ctypes
+
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id), ctypes.py_object(exc_type))
+
+    def limits(
+        self, time_limit: float | None, memory_limit: int | None, hard_time: float | None = None
+    ) -> typing.ContextManager[None]:
+        return _ThreadTimeLimit(self, time_limit)
+
+
+class _ThreadTimeLimit:
+    def __init__(self, runner: ThreadRunner, time_limit: float | None) -> None:
+        self.runner, self.time_limit = runner, time_limit
+        self.timer: threading.Timer | None = None
+
+    def __enter__(self) -> None:
+        if self.time_limit:
+            self.timer = threading.Timer(self.time_limit, self.runner.interrupt, (TimeoutError,))
+            self.timer.daemon = True
+            self.timer.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+def main() -> None:
+    """``python -m chancy_lite.child``: read the config (JSON) on stdin and run."""
+    payload = json.loads(sys.stdin.buffer.read())
+    sys.stdin.close()
+    sys.path[:] = payload["sys_path"]
+    data = payload["config"]
+    if data.get("allowed_modules") is not None:
+        data["allowed_modules"] = tuple(data["allowed_modules"])
+    child_main(ChildConfig(**data))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Async executor: jobs are coroutines on the supervisor's event loop (``async def`` functions only)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from chancy_lite.child import Runner, context_parameters, outcome_for, resolve
+from chancy_lite.executors.base import Executor, Slot
+from chancy_lite.job import Limit, QueuedJob
+from chancy_lite.store import Outcome
+from chancy_lite.utils import micros_now
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+State = QueuedJob.State
+
+
+class AsyncExecutor(Executor):
+    """``concurrency`` tasks that claim and run coroutine jobs; TIME limits via ``asyncio.wait_for``."""
+
+    default_concurrency = 16
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.maximum_jobs_per_worker = None
+        self._db_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chancy-lite-async")
+        self.runner: Runner | None = None
+        self.events: dict[str, asyncio.Event] = {}
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.running: dict[str, asyncio.Task[Any]] = {}
+        self.cancelled: set[str] = set()
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self.runner is not None
+        runner = self.runner
+        return await asyncio.get_running_loop().run_in_executor(
+            self._db_thread, lambda: runner.with_retry(lambda: fn(*args))
+        )
+
+    async def start(self) -> None:
+        self.runner = await asyncio.get_running_loop().run_in_executor(
+            self._db_thread, Runner, self.child_config(self.new_key(), register_signals=False)
+        )
+        for _ in range(self.concurrency):
+            key = self.new_key()
+            self.slots[key], self.events[key] = Slot(key), asyncio.Event()
+            self.tasks[key] = asyncio.create_task(self._slot(key), name=f"chancy-lite[{self.queue.name}]")
+
+    def _exchange(self, pending: list[Outcome], n: int) -> list[QueuedJob]:
+        runner = self.runner
+        assert runner is not None
+        runner.pending = pending
+        return runner._exchange(n)
+
+    async def _slot(self, key: str) -> None:
+        slot, event = self.slots[key], self.events[key]
+        pending: list[Outcome] = []
+        while True:
+            jobs = await self._db(self._exchange, pending, 0 if self.stopping else 1)
+            pending = []
+            if self.stopping:
+                return
+            if not jobs:
+                await self._idle(slot, event)
+                continue
+            for job in jobs:
+                outcome = await self._execute(job)
+                if outcome is not None:
+                    pending.append(outcome)
+
+    async def _idle(self, slot: Slot, event: asyncio.Event) -> None:
+        assert self.runner is not None
+        due = await self._db(self.runner.store.next_due, self.runner.conn, self.queue.name)
+        timeout = float(self.queue.polling_interval)
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - micros_now()) / 1e6))
+        if self.pending_wakes > 0:
+            self.pending_wakes -= 1
+            return
+        event.clear()
+        slot.idle = True
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        slot.idle = False
+
+    async def _execute(self, job: QueuedJob) -> Outcome | None:
+        had_meta = bool(job.meta)
+        started = time.perf_counter()
+        error: BaseException | str | None = None
+        state = State.SUCCEEDED
+        try:
+            func = resolve(job.func, self.worker.allowed_modules)
+            if not inspect.iscoroutinefunction(func):
+                raise TypeError(
+                    f"{job.func} is a plain function, but queue {self.queue.name!r} uses the Async executor, which "
+                    "runs only `async def` functions: make it async or use the Process or Threaded executor"
+                )
+            kwargs = dict(job.kwargs)
+            for name in context_parameters(func):
+                kwargs[name] = job
+            limit = job.limit(Limit.Type.TIME)
+            coroutine = func(**kwargs) if not limit else asyncio.wait_for(func(**kwargs), limit)
+            task = asyncio.ensure_future(coroutine)
+            self.running[job.id] = task
+            try:
+                await asyncio.shield(task)
+            finally:
+                self.running.pop(job.id, None)
+        except asyncio.CancelledError as exc:
+            if job.id in self.cancelled:
+                self.cancelled.discard(job.id)
+                log.info("job %s %s cancelled", job.id, job.func)
+                return None
+            if self.stopping:
+                state = State.PENDING
+            else:
+                error, state = exc, State.FAILED
+        except BaseException as exc:
+            error, state = exc, State.FAILED
+        return outcome_for(job, state, error, had_meta, time.perf_counter() - started)
+
+    def poke(self, slot: Slot, message: bytes) -> None:
+        self.events[slot.key].set()
+
+    def cancel(self, job_id: str, pid: int | None) -> bool:
+        task = self.running.get(job_id)
+        if task is None:
+            return False
+        self.cancelled.add(job_id)
+        task.cancel()
+        return True
+
+    async def stop(self, timeout: float) -> None:
+        self.stopping = True
+        for event in self.events.values():
+            event.set()
+        _, still = await asyncio.wait(list(self.tasks.values()), timeout=max(timeout, 0.001))
+        if still:
+            for task in self.running.values():
+                task.cancel()
+            await asyncio.wait(still, timeout=self.timeout_grace)
+        runner = self.runner
+        if runner is not None:
+            await asyncio.get_running_loop().run_in_executor(self._db_thread, runner.close)
+        self._db_thread.shutdown(wait=False)
+
+    def kill(self) -> None:
+        self.stopping = True
+        for task in self.running.values():
+            task.cancel()

@@ -1,0 +1,116 @@
+"""What the supervisor needs from an executor, and the slot bookkeeping they share."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from chancy_lite.child import ChildConfig
+from chancy_lite.queue import Queue
+
+if TYPE_CHECKING:
+    from chancy_lite.worker import Worker
+
+
+@dataclasses.dataclass
+class Slot:
+    """One child (process, thread or task) of an executor."""
+
+    key: str
+    idle: bool = False
+
+
+class Executor(abc.ABC):
+    """Runs one queue's jobs with ``concurrency`` children that claim rows themselves.
+
+    The supervisor calls ``wake(n)`` when ``n`` jobs were pushed, ``on_message``
+    with the children's idle/busy notes, ``cancel`` for a running job, and
+    ``stop`` to drain (then interrupt) the children.
+    """
+
+    default_concurrency = 1
+
+    def __init__(self, worker: Worker, queue: Queue) -> None:
+        self.worker = worker
+        self.queue = queue
+        options = dict(queue.executor_options)
+        self.maximum_jobs_per_worker: int | None = options.pop("maximum_jobs_per_worker", 100)
+        self.batch_size: int = int(options.pop("batch_size", 1))
+        self.timeout_grace: float = float(options.pop("timeout_grace", 5.0))
+        self.options: dict[str, Any] = options
+        self.concurrency = queue.concurrency or self.default_concurrency
+        self.slots: dict[str, Slot] = {}
+        self.pending_wakes = 0
+        self.stopping = False
+        self._token = f"{os.getpid()}-{secrets.token_hex(3)}"
+        self._serial = 0
+
+    def new_key(self) -> str:
+        self._serial += 1
+        return f"{self._token}-{self._serial}"
+
+    def child_config(self, key: str, *, register_signals: bool = True) -> ChildConfig:
+        chancy = self.worker.chancy
+        return ChildConfig(
+            db_path=chancy.path,
+            prefix=chancy.prefix,
+            busy_timeout=chancy.busy_timeout,
+            synchronous=chancy.synchronous,
+            queue=self.queue.name,
+            worker_id=self.worker.worker_id,
+            key=key,
+            supervisor_socket=self.worker.socket_path,
+            polling_interval=float(self.queue.polling_interval),
+            maximum_jobs=self.maximum_jobs_per_worker,
+            batch_size=self.batch_size,
+            timeout_grace=self.timeout_grace,
+            allowed_modules=self.worker.allowed_modules,
+            log_level=self.worker.child_log_level(),
+            register_signals=register_signals,
+        )
+
+    # ---- wake-ups: wake idle children first; remember the rest for the next to go idle
+
+    def wake(self, n: int) -> None:
+        for slot in self.slots.values():
+            if n <= 0:
+                break
+            if slot.idle:
+                slot.idle = False
+                self.poke(slot, b"w")
+                n -= 1
+        self.pending_wakes = min(self.pending_wakes + max(n, 0), self.concurrency)
+
+    def on_message(self, kind: str, key: str) -> None:
+        slot = self.slots.get(key)
+        if slot is None:
+            return
+        if kind == "i":
+            if self.pending_wakes > 0:
+                self.pending_wakes -= 1
+                self.poke(slot, b"w")
+            else:
+                slot.idle = True
+        elif kind == "b":
+            slot.idle = False
+
+    @abc.abstractmethod
+    def poke(self, slot: Slot, message: bytes) -> None:
+        """Deliver a mailbox message to one child."""
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming; let running jobs finish within ``timeout``; then interrupt them."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str, pid: int | None) -> bool:
+        """Interrupt this running job if one of our children holds it."""
+
+    def kill(self) -> None:
+        """Stop at once (second signal): interrupt every running job now."""

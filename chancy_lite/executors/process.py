@@ -1,0 +1,162 @@
+"""The default executor: ``concurrency`` spawned child processes that claim rows themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from chancy_lite.executors.base import Executor, Slot
+
+log = logging.getLogger(__name__)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Child:
+    """A spawned child process: a fresh interpreter running ``chancy_lite.child``.
+
+    Children are started with fork+exec of the current Python (what multiprocessing
+    calls "spawn") but without multiprocessing's re-import of the parent's main
+    module, so a script without an ``if __name__ == "__main__"`` guard works too.
+    Their exit is watched through a pidfd.
+    """
+
+    def __init__(self, config: object) -> None:
+        payload = json.dumps({"config": dataclasses.asdict(config), "sys_path": sys.path})  # type: ignore[arg-type]
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", "from chancy_lite.child import main; main()"], stdin=subprocess.PIPE, close_fds=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(payload.encode())
+        self.popen.stdin.close()
+        self.pid = self.popen.pid
+        self.sentinel = os.pidfd_open(self.pid)
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.popen.poll()
+
+    def reap(self) -> int | None:
+        os.close(self.sentinel)
+        return self.popen.wait()
+
+
+class ProcessExecutor(Executor):
+    """Spawned children, replaced whenever one exits (after ``maximum_jobs_per_worker`` jobs, or a crash)."""
+
+    default_concurrency = os.cpu_count() or 1
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.processes: dict[str, Child] = {}
+        self._exits: dict[str, asyncio.Future[None]] = {}
+        self._restart_delay = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        for _ in range(self.concurrency):
+            self.spawn()
+
+    def spawn(self) -> None:
+        """Start one child (from the event loop's thread, which the parent-death signal is tied to)."""
+        key = self.new_key()
+        process = Child(self.child_config(key))
+        self.processes[key] = process
+        self.slots[key] = Slot(key)
+        loop = asyncio.get_running_loop()
+        self._exits[key] = loop.create_future()
+        started = time.monotonic()
+        loop.add_reader(process.sentinel, self._on_exit, key, started)
+
+    def _on_exit(self, key: str, started: float) -> None:
+        process = self.processes.pop(key)
+        self.slots.pop(key, None)
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(process.sentinel)
+        code = process.reap()
+        lived = time.monotonic() - started
+        task = loop.create_task(self._after_exit(key, process.pid, code, lived))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _after_exit(self, key: str, pid: int | None, code: int | None, lived: float) -> None:
+        try:
+            if code != 0 or self.stopping:
+                log.log(
+                    logging.WARNING if code else logging.DEBUG, "child %s of queue %s exited (%s)",
+                    pid, self.queue.name, describe_exit(code),
+                )
+            await self.worker.recover_process(pid, describe_exit(code), self.timeout_grace)
+            if not self.stopping:
+                # A child that dies right after starting (a broken file, a bad import) is restarted with backoff.
+                self._restart_delay = 0.0 if lived > 5 or code == 0 else min(max(self._restart_delay * 2, 0.1), 30.0)
+                if self._restart_delay:
+                    await asyncio.sleep(self._restart_delay)
+                if not self.stopping:
+                    self.spawn()
+        finally:
+            future = self._exits.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    def poke(self, slot: Slot, message: bytes) -> None:
+        self.worker.send_to_child(slot.key, message)
+
+    def cancel(self, job_id: str, pid: int | None) -> bool:
+        for key, process in self.processes.items():
+            if process.pid == pid:
+                self.worker.send_to_child(key, f"c {job_id}".encode())
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGUSR1)
+                return True
+        return False
+
+    def _signal_all(self, sig: int) -> None:
+        for process in list(self.processes.values()):
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, sig)
+
+    async def _wait_exits(self, timeout: float) -> bool:
+        pending = [f for f in self._exits.values() if not f.done()]
+        if not pending:
+            return True
+        _, still = await asyncio.wait(pending, timeout=max(timeout, 0))
+        return not still
+
+    async def stop(self, timeout: float) -> None:
+        self.stopping = True
+        for slot in list(self.slots.values()):
+            self.poke(slot, b"s")
+        self._signal_all(signal.SIGTERM)  # also reaches a child that is busy and not reading its mailbox
+        if await self._wait_exits(timeout):
+            return
+        log.warning("queue %s: jobs still running after %.1f s; interrupting them", self.queue.name, timeout)
+        self._signal_all(signal.SIGUSR2)
+        if await self._wait_exits(self.timeout_grace):
+            return
+        log.warning("queue %s: children did not stop; killing them", self.queue.name)
+        self._signal_all(signal.SIGKILL)
+        await self._wait_exits(10)
+
+    def kill(self) -> None:
+        self.stopping = True
+        self._signal_all(signal.SIGUSR2)
