@@ -179,11 +179,62 @@ def add_group(subparsers: Subparsers, name: str, summary: str) -> Subparsers:
 
 
 def add_worker_commands(subparsers: Subparsers) -> None:
-    """Where ``worker start [--worker-id] [--tags]`` (and ``worker web``) will be registered.
+    """``worker start``: run a worker in this process until SIGTERM or Ctrl-C."""
+    workers = add_group(subparsers, "worker", "run workers")
+    parser = add_command(workers, "start", cmd_worker_start, "run a worker until SIGTERM/Ctrl-C (twice: at once)")
+    parser.add_argument("--worker-id", help="a stable id for this worker (default: a new one)")
+    parser.add_argument("--tags", nargs="+", default=[], metavar="TAG", help="extra worker tags queues can match")
+    parser.add_argument(
+        "--queue", action="append", default=[], type=_queue_spec, metavar="NAME[:CONCURRENCY]",
+        help="declare (or resize) this queue before starting; repeatable",
+    )
+    parser.add_argument(
+        "--shutdown-timeout", type=NON_NEGATIVE_SECONDS, default=30.0,
+        help="seconds running jobs get to finish on shutdown (default 30)",
+    )
+    parser.add_argument(
+        "--allowed-module", action="append", dest="allowed_modules", metavar="MODULE",
+        help="run only job functions from these modules (repeatable); others fail with a clear error",
+    )
 
-    Intentionally empty until the worker lands: add a group with
-    ``add_group(subparsers, "worker", ...)`` and its commands with ``add_command``.
-    """
+
+def _queue_spec(text: str) -> tuple[str, int | None]:
+    name, _, concurrency = text.partition(":")
+    if not concurrency:
+        return name, None
+    return name, POSITIVE_INT(concurrency)
+
+
+def cmd_worker_start(app: Chancy, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from chancy_lite.worker import Worker
+
+    if not args.verbose:
+        _configure_logging(1)
+    for name, concurrency in args.queue:
+        _declare_for_worker(app, name, concurrency)
+    worker = Worker(
+        app, worker_id=args.worker_id, tags=args.tags, shutdown_timeout=args.shutdown_timeout,
+        allowed_modules=args.allowed_modules,
+    )
+
+    async def serve() -> None:
+        async with worker:
+            await worker.wait_for_shutdown()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _declare_for_worker(app: Chancy, name: str, concurrency: int | None) -> None:
+    try:
+        stored = app.sync_get_queue(name)
+    except KeyError:
+        app.sync_declare(Queue(name, concurrency=concurrency))
+        return
+    if concurrency is not None and stored.concurrency != concurrency:
+        app.sync_declare(dataclasses.replace(stored, concurrency=concurrency), upsert=True)
 
 
 def _number(convert: Callable[[str], Any], what: str, valid: Callable[[Any], bool]) -> Callable[[str], Any]:

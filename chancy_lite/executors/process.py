@@ -144,9 +144,9 @@ class ProcessExecutor(Executor):
 
     async def stop(self, timeout: float) -> None:
         self.stopping = True
-        for slot in list(self.slots.values()):
-            self.poke(slot, b"s")
-        self._signal_all(signal.SIGTERM)  # also reaches a child that is busy and not reading its mailbox
+        # SIGTERM alone (no mailbox "s" as well): a second signal could land while a child that already
+        # stopped is finalising, when Python has restored the default handlers, and kill it.
+        self._signal_all(signal.SIGTERM)
         if await self._wait_exits(timeout):
             return
         log.warning("queue %s: jobs still running after %.1f s; interrupting them", self.queue.name, timeout)
