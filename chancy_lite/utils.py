@@ -8,12 +8,13 @@ import importlib
 import json
 import math
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 # --------------------------------------------------------------------------- ids
@@ -66,6 +67,11 @@ def importable_name(obj: Any) -> str:
     qualname = getattr(obj, "__qualname__", None)
     if not module or not qualname:
         raise InvalidJobError(f"{obj!r} has no module or qualified name; jobs must be module-level functions")
+    if module == "__main__":
+        # Run with `python -m package.module`: the module has a real, importable name.
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is not None and spec.name and spec.name != "__main__":
+            module = spec.name
     if "<lambda>" in qualname:
         raise InvalidJobError("a lambda cannot be a job: define the function with `def` at module level")
     if "<locals>" in qualname:
