@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -142,6 +143,30 @@ def _create_private(path: str) -> None:
     os.close(fd)
 
 
+# SQLite's own busy-timeout back-off (sqliteDefaultBusyCallback), in seconds.
+_BUSY_DELAYS = (0.001, 0.002, 0.005, 0.010, 0.015, 0.020, 0.025, 0.025, 0.025, 0.050, 0.050, 0.100)
+
+
+def busy_handler(timeout: float) -> Callable[[int], bool]:
+    """A busy handler that waits up to ``timeout`` seconds for a lock, with SQLite's back-off.
+
+    It replaces ``set_busy_timeout`` because apsw runs ``with conn:`` (``BEGIN IMMEDIATE``)
+    holding the GIL: SQLite's built-in handler would then sleep with the GIL held and
+    freeze every thread of the process (an event loop included) while another process
+    holds the write lock. ``time.sleep`` here releases the GIL.
+    """
+
+    def handler(prior_calls: int) -> bool:
+        waited = sum(_BUSY_DELAYS[:prior_calls]) + _BUSY_DELAYS[-1] * max(0, prior_calls - len(_BUSY_DELAYS))
+        delay = min(_BUSY_DELAYS[min(prior_calls, len(_BUSY_DELAYS) - 1)], timeout - waited)
+        if delay <= 0:
+            return False
+        time.sleep(delay)
+        return True
+
+    return handler
+
+
 def connect(
     path: str,
     *,
@@ -162,7 +187,7 @@ def connect(
     with translate_errors(path):
         conn = Connection(path, statementcachesize=256)
         try:
-            conn.set_busy_timeout(int(busy_timeout * 1000))
+            conn.set_busy_handler(busy_handler(busy_timeout))
             conn.transaction_mode = "IMMEDIATE"
             if path != MEMORY:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]

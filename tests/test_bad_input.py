@@ -1,0 +1,320 @@
+"""Bad input fails at once, in the caller, with a clear error, and leaves nothing half-written behind."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+
+from chancy_lite import Chancy, Job, Queue, job
+from chancy_lite.errors import (
+    ChancyError,
+    ConfigurationError,
+    InvalidJobError,
+    InvalidQueueError,
+    NotADatabaseError,
+    NotSerializableError,
+)
+
+FUNC = "tests.test_bad_input.work"
+
+
+def work(**kwargs: Any) -> None:
+    pass
+
+
+class Opaque:
+    pass
+
+
+def table_rows(db_path: str) -> dict[str, int]:
+    """Row counts of every chancy_ table (except the migrations bookkeeping)."""
+    conn = apsw.Connection(db_path)
+    try:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'chancy\\_%' ESCAPE '\\'"
+                " AND name != 'chancy_migrations'"
+            ).fetchall()
+        ]
+        return {name: conn.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in names}
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def empty(chancy: Chancy, db_path: str) -> Iterator[Chancy]:
+    """A migrated Chancy; the test fails if anything was written to it."""
+    yield chancy
+    assert set(table_rows(db_path).values()) == {0}, table_rows(db_path)
+
+
+def nested_function_job() -> Callable[..., Any]:
+    def inner() -> None:
+        pass
+
+    return inner
+
+
+# ------------------------------------------------------------ functions
+
+
+@pytest.mark.parametrize(
+    "func", [lambda: None, nested_function_job(), 42], ids=["lambda", "nested", "int"]
+)
+def test_a_function_that_cannot_be_imported_by_a_worker_is_refused(empty: Chancy, func: Any) -> None:
+    with pytest.raises(InvalidJobError) as info:
+        empty.sync_push(Job.from_func(func))
+    assert str(info.value)
+    with pytest.raises(InvalidJobError):
+        Job(func=func)
+    with pytest.raises(InvalidJobError):
+        empty.sync_push(func)  # not a Job, not decorated
+
+
+def test_lambda_and_nested_messages_say_what_to_do() -> None:
+    with pytest.raises(InvalidJobError, match="lambda"):
+        Job.from_func(lambda: None)
+    with pytest.raises(InvalidJobError, match="module level"):
+        Job.from_func(nested_function_job())
+    with pytest.raises(InvalidJobError):
+        job(lambda: None)
+
+
+def test_push_of_something_that_is_not_a_job(empty: Chancy) -> None:
+    for bad in ("tests.test_bad_input.work", None, {"func": FUNC}, Opaque()):
+        with pytest.raises(InvalidJobError, match="Job"):
+            empty.sync_push(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidJobError):
+        asyncio.run(empty.push(work))  # a plain (undecorated) function
+
+
+@pytest.mark.parametrize("path", ["nodot", "a..b", "1x.y", ".a.b", "a.b.", "a b.c", "a.b-c", "", "a.<lambda>"])
+def test_a_func_path_that_is_not_module_dot_name_is_refused(path: str) -> None:
+    with pytest.raises(InvalidJobError, match="import path"):
+        Job(func=path)
+
+
+# ----------------------------------------------------------------- data
+
+
+NOT_JSON: list[Any] = [{1, 2}, Opaque(), float("nan"), float("inf"), b"bytes", dt.datetime(2030, 1, 1)]
+NOT_JSON_IDS = ["set", "object", "nan", "inf", "bytes", "datetime"]
+
+
+@pytest.mark.parametrize("value", NOT_JSON, ids=NOT_JSON_IDS)
+def test_non_json_kwargs_are_refused_at_push(empty: Chancy, value: Any) -> None:
+    bad = Job(func=FUNC, kwargs={"ok": 1, "bad": value})
+    with pytest.raises(NotSerializableError, match="kwargs"):
+        empty.sync_push(bad)
+    with pytest.raises(NotSerializableError):
+        asyncio.run(empty.push(bad))
+    with pytest.raises(NotSerializableError), empty.transaction() as conn:
+        empty.sync_push_ex(conn, bad)
+
+
+@pytest.mark.parametrize("value", NOT_JSON, ids=NOT_JSON_IDS)
+def test_non_json_meta_is_refused_at_push(empty: Chancy, value: Any) -> None:
+    with pytest.raises(NotSerializableError, match="meta"):
+        empty.sync_push(Job(func=FUNC, meta={"deep": [{"bad": value}]}))
+
+
+def test_not_serializable_is_also_a_type_error_and_a_chancy_error() -> None:
+    assert issubclass(NotSerializableError, TypeError)
+    assert issubclass(NotSerializableError, ValueError)
+    assert issubclass(NotSerializableError, ChancyError)
+
+
+@pytest.mark.parametrize("kwargs", [{1: "x"}, ["x"], "x=1"], ids=["int-key", "list", "str"])
+def test_kwargs_must_be_a_dict_of_names(kwargs: Any) -> None:
+    with pytest.raises(InvalidJobError):
+        Job(func=FUNC, kwargs=kwargs)
+
+
+# ------------------------------------------------------------ numbers
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "3", None, True])
+def test_max_attempts_below_one_or_not_an_int_is_refused(value: Any) -> None:
+    with pytest.raises(InvalidJobError, match="max_attempts"):
+        Job(func=FUNC, max_attempts=value)
+
+
+@pytest.mark.parametrize("value", [1.5, "high", None, 2**63])
+def test_priority_must_be_an_integer(value: Any) -> None:
+    with pytest.raises(InvalidJobError, match="priority"):
+        Job(func=FUNC, priority=value)
+
+
+@pytest.mark.parametrize("value", ["2030-01-01", 0, None])
+def test_scheduled_at_must_be_a_datetime(value: Any) -> None:
+    with pytest.raises(InvalidJobError, match="scheduled_at"):
+        Job(func=FUNC, scheduled_at=value)
+
+
+@pytest.mark.parametrize("value", ["", 5])
+def test_unique_key_must_be_a_non_empty_string(value: Any) -> None:
+    with pytest.raises(InvalidJobError, match="unique_key"):
+        Job(func=FUNC, unique_key=value)
+
+
+# --------------------------------------------------------------- queues
+
+
+BAD_QUEUE_NAMES = ["", " ", "has space", "a/b", "/abs", "-lead", "x" * 101, "tab\tname", "new\nline", None, 3]
+
+
+@pytest.mark.parametrize("name", BAD_QUEUE_NAMES)
+def test_a_bad_queue_name_is_refused_for_jobs_and_queues(name: Any) -> None:
+    with pytest.raises(InvalidJobError, match="queue name"):
+        Job(func=FUNC, queue=name)
+    with pytest.raises(InvalidQueueError, match="queue name"):
+        Queue(name)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"rate_limit": 10},
+        {"rate_limit_window": 60},
+        {"rate_limit": 0, "rate_limit_window": 60},
+        {"rate_limit": 5, "rate_limit_window": 0},
+        {"concurrency": 0},
+        {"concurrency": True},
+        {"polling_interval": 0},
+        {"polling_interval": "5"},
+        {"tags": "gpu"},
+        {"tags": {"(unclosed"}},
+        {"state": "stopped"},
+        {"executor": "noimportpath"},
+        {"resume_at": "tomorrow"},
+    ],
+    ids=lambda f: ",".join(f),
+)
+def test_a_bad_queue_declaration_is_refused(fields: dict[str, Any]) -> None:
+    with pytest.raises(InvalidQueueError):
+        Queue("q", **fields)
+
+
+def test_non_json_executor_options_are_refused() -> None:
+    with pytest.raises(NotSerializableError, match="executor_options"):
+        Queue("q", executor_options={"bad": {1, 2}})
+
+
+def test_declare_of_a_bad_queue_writes_nothing(empty: Chancy) -> None:
+    with pytest.raises(TypeError):
+        empty.sync_declare("q")  # type: ignore[arg-type]
+    with pytest.raises(InvalidQueueError, match="rate_limit"):
+        empty.sync_declare(Queue("q", rate_limit=10))
+    assert empty.sync_get_all_queues() == []
+
+
+# ------------------------------------------------------------ push_many
+
+
+def test_push_many_with_one_bad_job_pushes_nothing_of_its_batch(chancy: Chancy, db_path: str) -> None:
+    jobs = [Job(func=FUNC, kwargs={"i": i}) for i in range(25)]
+    jobs[15] = jobs[15].with_kwargs(i={"not", "json"})
+    batches = chancy.sync_push_many(jobs, batch_size=10)
+    first = next(batches)
+    assert len(first) == 10
+    with pytest.raises(NotSerializableError):
+        next(batches)
+    # The first batch is committed; nothing of the bad batch (nor what follows it).
+    assert table_rows(db_path)["chancy_jobs"] == 10
+    assert [j.kwargs["i"] for j in chancy.sync_get_jobs(first)] == list(range(10))
+
+
+def test_async_push_many_with_one_bad_job_pushes_nothing_of_its_batch(chancy: Chancy, db_path: str) -> None:
+    jobs: list[Any] = [Job(func=FUNC, kwargs={"i": i}) for i in range(8)]
+    jobs[5] = lambda: None  # not a job at all
+
+    async def scenario() -> list[int]:
+        seen = []
+        with pytest.raises(InvalidJobError):
+            async for batch in chancy.push_many(jobs, batch_size=4):
+                seen.append(len(batch))
+        return seen
+
+    assert asyncio.run(scenario()) == [4]
+    assert table_rows(db_path)["chancy_jobs"] == 4
+
+
+def test_push_many_ex_with_one_bad_job_pushes_nothing(empty: Chancy) -> None:
+    jobs = [Job(func=FUNC, kwargs={"i": i}) for i in range(5)] + [Job(func=FUNC, meta={"x": float("nan")})]
+    with pytest.raises(NotSerializableError), empty.transaction() as conn:
+        empty.sync_push_many_ex(conn, jobs)
+    # Even if the caller swallows the error and commits, the batch left nothing behind.
+    with empty.transaction() as conn, pytest.raises(NotSerializableError):
+        empty.sync_push_many_ex(conn, jobs)
+
+
+def test_push_many_in_one_batch_with_a_bad_job_pushes_nothing(empty: Chancy) -> None:
+    jobs = [Job(func=FUNC, kwargs={"i": i}) for i in range(5)] + [Job(func=FUNC, kwargs={"o": Opaque()})]
+    with pytest.raises(NotSerializableError):
+        list(empty.sync_push_many(jobs))
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_a_path_in_a_missing_directory_is_a_configuration_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "dir" / "jobs.db"
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        Chancy(str(missing))
+    with pytest.raises(ConfigurationError):
+        Chancy(f"sqlite:///{missing}")
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_directory_as_the_database_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="directory"):
+        Chancy(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is a text file, not a database\n" * 20, b"\x00" * 4096, b"SQLite format 2\x00" + b"\x01" * 100, b"x"],
+    ids=["text", "zeros", "almost-header", "one-byte"],
+)
+def test_a_file_that_is_not_a_database_is_refused_and_left_untouched(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    with pytest.raises(NotADatabaseError):
+        app = Chancy(str(path))
+        app.sync_migrate()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert not (tmp_path / "notes.txt-wal").exists()
+    assert not (tmp_path / "notes.txt-shm").exists()
+
+
+def test_a_corrupt_database_body_is_a_not_a_database_error(tmp_path: Path) -> None:
+    """A valid header over garbage: refused with our error (never apsw's), and the bytes stay as they were."""
+    path = tmp_path / "broken.db"
+    path.write_bytes(b"SQLite format 3\x00" + b"\xff" * 8000)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(NotADatabaseError), Chancy(str(path)) as app:
+        app.sync_migrate()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize(("options", "match"), [({"synchronous": "SOMETIMES"}, "synchronous"),
+                                                ({"busy_timeout": -1}, "busy_timeout")])
+def test_bad_connection_options_are_configuration_errors(db_path: str, options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        Chancy(db_path, **options)
+
+
+def test_an_empty_path_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        Chancy("")
+    with pytest.raises(ConfigurationError):
+        Chancy("sqlite:///")

@@ -1,0 +1,39 @@
+"""The README's quickstart runs as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def code_blocks() -> dict[str, str]:
+    """Python blocks of the README whose first line names their file (``# tasks.py``)."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    named = {}
+    for block in blocks:
+        first = block.splitlines()[0]
+        if first.startswith("# ") and first.endswith(".py"):
+            named[first[2:]] = block
+    return named
+
+
+def test_quickstart_runs_as_written(tmp_path: Path) -> None:
+    blocks = code_blocks()
+    assert {"tasks.py", "main.py"} <= set(blocks)
+    for name, text in blocks.items():
+        (tmp_path / name).write_text(text)
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "succeeded hello world (attempt 1)"
+    assert (tmp_path / "jobs.db").exists()
+
+
+def test_readme_names_the_two_setup_commands() -> None:
+    text = README.read_text()
+    assert "./scripts/demo" in text and "./scripts/test" in text
