@@ -122,7 +122,8 @@ def resolve(path: str, allowed: tuple[str, ...] | None) -> Callable[..., Any]:
 
 
 def outcome_for(
-    job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, had_meta: bool, elapsed: float
+    job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, had_meta: bool, elapsed: float,
+    now: int | None = None,
 ) -> Outcome:
     """The outcome of one run: SUCCEEDED, FAILED (RETRYING while attempts remain) or PENDING (released)."""
     if state is State.FAILED and job.attempts + 1 < job.max_attempts:
@@ -135,7 +136,7 @@ def outcome_for(
         job.id,
         job.attempts,
         state,
-        micros_now() if state is not State.RETRYING else None,
+        (now or micros_now()) if state is not State.RETRYING else None,
         meta=meta,
         error=error_entry(job.attempts, error) if error is not None else None,
     )
@@ -171,6 +172,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Future[Any] | None = None
         self._woke_by_timeout = False
+        self.now: Callable[[], int] = micros_now  # the clock (chancy_lite.testing swaps in a controllable one)
 
     # ---- the loop
 
@@ -212,7 +214,7 @@ class Runner:
                 store.notify_done(self.conn)
             jobs = (
                 store.claim_jobs(
-                    self.conn, config.queue, n, now=micros_now(), worker_id=config.worker_id, pid=self.pid,
+                    self.conn, config.queue, n, now=self.now(), worker_id=config.worker_id, pid=self.pid,
                     pid_start=self.pid_start,
                 )
                 if n
@@ -243,7 +245,7 @@ class Runner:
         timeout = self.config.polling_interval
         due = self.with_retry(lambda: [self.store.next_due(self.conn, self.config.queue)])[0]
         if due is not None:
-            timeout = min(timeout, max(0.0, (due - micros_now()) / 1e6))
+            timeout = min(timeout, max(0.0, (due - self.now()) / 1e6))
         if timeout <= 0:
             return
         self.tell_supervisor(f"i {self.config.key}")
@@ -295,7 +297,7 @@ class Runner:
             error, state = exc, State.FAILED
         finally:
             self.current = None
-        return outcome_for(job, state, error, had_meta, time.perf_counter() - started)
+        return outcome_for(job, state, error, had_meta, time.perf_counter() - started, self.now())
 
     def release(self, job: QueuedJob) -> Outcome:
         """An outcome that gives a claimed but unstarted job back, its attempt not counted."""
