@@ -36,7 +36,7 @@ def check_queue_name(name: object, error: type[Exception] = InvalidJobError) -> 
 class Limit:
     """A resource limit applied to one run of a job."""
 
-    class Type(str, enum.Enum):
+    class Type(enum.StrEnum):
         MEMORY = "memory"  # bytes of address space
         TIME = "time"  # seconds
 
@@ -47,7 +47,9 @@ class Limit:
         try:
             object.__setattr__(self, "type_", Limit.Type(self.type_))
         except ValueError:
-            raise InvalidJobError(f"unknown limit type {self.type_!r}: use Limit.Type.TIME or Limit.Type.MEMORY") from None
+            raise InvalidJobError(
+                f"unknown limit type {self.type_!r}: use Limit.Type.TIME or Limit.Type.MEMORY"
+            ) from None
         if isinstance(self.value, bool) or not isinstance(self.value, int | float) or not self.value > 0:
             raise InvalidJobError(f"a {self.type_.value} limit must be a positive number, got {self.value!r}")
 
@@ -93,14 +95,18 @@ class Job:
         )
         check_queue_name(self.queue)
         _check(isinstance(self.kwargs, dict), f"kwargs must be a dict, got {type(self.kwargs).__name__}")
-        _check(all(isinstance(k, str) for k in self.kwargs), "kwargs keys must be strings (jobs take keyword arguments)")
+        _check(
+            all(isinstance(k, str) for k in self.kwargs), "kwargs keys must be strings (jobs take keyword arguments)"
+        )
         _check(isinstance(self.meta, dict), f"meta must be a dict, got {type(self.meta).__name__}")
         _check(
             isinstance(self.priority, int) and not isinstance(self.priority, bool) and -(2**62) < self.priority < 2**62,
             f"priority must be an integer, got {self.priority!r}",
         )
         _check(
-            isinstance(self.max_attempts, int) and not isinstance(self.max_attempts, bool) and self.max_attempts >= 1,
+            isinstance(self.max_attempts, int)
+            and not isinstance(self.max_attempts, bool)
+            and self.max_attempts >= 1,
             f"max_attempts must be an integer >= 1 (the total number of tries), got {self.max_attempts!r}",
         )
         _check(
@@ -189,7 +195,7 @@ class QueuedJob(Job):
     Immutable except ``meta``, whose changes the worker saves when the job ends.
     """
 
-    class State(str, enum.Enum):
+    class State(enum.StrEnum):
         PENDING = "pending"
         RUNNING = "running"
         RETRYING = "retrying"

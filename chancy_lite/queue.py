@@ -13,7 +13,7 @@ from chancy_lite.job import check_queue_name
 from chancy_lite.utils import aware, dump_json
 
 
-class Executor(str, enum.Enum):
+class Executor(enum.StrEnum):
     """Import paths of the built-in executors (also ``Chancy.Executor``)."""
 
     Process = "chancy_lite.executors.process.ProcessExecutor"
@@ -32,7 +32,7 @@ def _fail(message: str) -> None:
 class Queue:
     """A queue's configuration, as declared and as stored."""
 
-    class State(str, enum.Enum):
+    class State(enum.StrEnum):
         ACTIVE = "active"
         PAUSED = "paused"
 

@@ -62,7 +62,8 @@ CORE_MIGRATIONS: list[tuple[list[str], list[str]]] = [
             # Serves the claim: claimable rows of a queue in claim order, covering
             # every column the claim's subquery reads (state too, or SQLite reads the row).
             """
-            CREATE INDEX {p}jobs_claim ON {p}jobs (queue, priority DESC, id, scheduled_at, attempts, max_attempts, state)
+            CREATE INDEX {p}jobs_claim
+            ON {p}jobs (queue, priority DESC, id, scheduled_at, attempts, max_attempts, state)
             WHERE state IN ('pending', 'retrying')
             """,
             # Serves "when is the next job of this queue due?" for sleeping workers.
@@ -151,7 +152,8 @@ JOB_COLUMNS = [c.strip() for c in _JOB_COLUMNS.split(",")]
 
 # push: a new pending job. A duplicate active unique_key inserts nothing.
 INSERT_JOB = """
-INSERT INTO {p}jobs (id, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key)
+INSERT INTO {p}jobs
+    (id, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running', 'retrying') DO NOTHING
 """

@@ -72,6 +72,7 @@ class Worker:
         self._stopping = False
         self._signals = 0
         self._served_once: set[str] = set()
+        self._stop_task: asyncio.Future[None] | None = None
         self._next_resume: Any = None
 
     # ------------------------------------------------------------ identity
@@ -195,7 +196,7 @@ class Worker:
         self._signals += 1
         if self._signals == 1:
             log.info("received %s: finishing running jobs (send it again to stop at once)", signal.Signals(sig).name)
-            asyncio.ensure_future(self.stop())
+            self._stop_task = asyncio.ensure_future(self.stop())
         else:
             log.warning("received %s again: interrupting running jobs now", signal.Signals(sig).name)
             self.shutdown_timeout = 0
@@ -346,9 +347,9 @@ class Worker:
                 continue
             else:
                 how = f"its worker on {holder.hostname} stopped sending heartbeats"
+            reason = f"the worker process running this job died ({how}, pid {holder.pid})"
             recovered = await self._db(
-                store.recover_jobs, holder.worker_id, holder.pid,
-                lambda job, how=how: f"the worker process running this job died ({how}, pid {holder.pid})", now=now,
+                store.recover_jobs, holder.worker_id, holder.pid, lambda job, reason=reason: reason, now=now
             )
             for job, state in recovered:
                 log.warning("recovered orphaned job %s (%s): now %s", job.id, job.func, state)

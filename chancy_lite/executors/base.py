@@ -112,5 +112,6 @@ class Executor(abc.ABC):
     def cancel(self, job_id: str, pid: int | None) -> bool:
         """Interrupt this running job if one of our children holds it."""
 
+    @abc.abstractmethod
     def kill(self) -> None:
         """Stop at once (second signal): interrupt every running job now."""
