@@ -244,6 +244,7 @@ class Worker:
     async def refresh_queues(self) -> None:
         """Match the running executors to the stored queues: start, reconfigure, stop."""
         store = self.chancy.store
+        served = set(self.executors)
         await self._db(store.resume_due_queues, now=self.chancy.now())
         queues = {q.name: q for q in await self._db(store.get_all_queues)}
         wanted = {n: q for n, q in queues.items() if q.state is Queue.State.ACTIVE and self.serves(q)}
@@ -267,6 +268,8 @@ class Worker:
             (q.resume_at for q in queues.values() if q.state is Queue.State.PAUSED and q.resume_at is not None),
             default=None,
         )
+        if set(self.executors) != served and not self._stopping:
+            await self.heartbeat()  # the worker row lists the queues served now, not at the next heartbeat
 
     def _executor_for(self, queue: Queue) -> Executor:
         cls = import_string(str(queue.executor))

@@ -39,3 +39,158 @@ async def async_sleep(*, seconds: float) -> str:
 
     await asyncio.sleep(seconds)
     return "ok"
+
+
+# ------------------------------------------------------------ worker tests
+# (this module has `from __future__ import annotations`; tests/jobs_plain.py is its twin without it)
+
+def ctx_context(*, context: QueuedJob) -> None:
+    context.meta["injected"] = context.id
+
+
+def ctx_job_info(*, job_info: QueuedJob) -> None:
+    job_info.meta["injected"] = job_info.id
+
+
+def ctx_ctx(*, ctx: QueuedJob) -> None:
+    ctx.meta["injected"] = ctx.id
+
+
+def ctx_generic(*, items: list[str], ctx: QueuedJob, extra: dict[str, list[int]] | None = None) -> None:
+    ctx.meta["items"] = items
+    ctx.meta["injected"] = ctx.id
+
+
+def ctx_unresolvable(*, ctx: QueuedJob, other: NoSuchName | None = None) -> None:  # noqa: F821
+    """``typing.get_type_hints`` fails on this signature; the context must still be found."""
+    ctx.meta["injected"] = ctx.id
+
+
+def ctx_positional(context: QueuedJob | None = None, *, ctx: QueuedJob) -> None:
+    """A positional-or-keyword parameter annotated QueuedJob is not injected."""
+    ctx.meta["positional"] = None if context is None else context.id
+    ctx.meta["injected"] = ctx.id
+
+
+def ctx_frozen(*, ctx: QueuedJob) -> None:
+    """Assigning attributes of the context raises; its meta stays writable."""
+    import dataclasses
+
+    for attribute, value in (("priority", 99), ("meta", {}), ("id", "other")):
+        try:
+            setattr(ctx, attribute, value)
+        except dataclasses.FrozenInstanceError:
+            ctx.meta[f"frozen_{attribute}"] = True
+        else:
+            ctx.meta[f"frozen_{attribute}"] = False
+
+
+def meta_then_raise(*, ctx: QueuedJob) -> None:
+    started = time.monotonic()
+    try:
+        raise RuntimeError("the job failed")
+    finally:
+        ctx.meta["status"] = "error"
+        ctx.meta["duration"] = time.monotonic() - started
+
+
+def stamp(*, path: str, value: str = "") -> None:
+    """Append 'pid time value' to ``path`` when the job starts."""
+    with open(path, "a") as fh:
+        fh.write(f"{os.getpid()} {time.time():.6f} {value}\n")
+
+
+def pid_then_sleep(*, path: str, seconds: float) -> None:
+    """Write this child's pid to ``path``, then sleep."""
+    stamp(path=path)
+    time.sleep(seconds)
+
+
+def hang_first_attempt(*, path: str, ctx: QueuedJob) -> None:
+    """Write the pid; hang on the first attempt only."""
+    stamp(path=path, value=str(ctx.attempts))
+    if ctx.attempts == 0:
+        time.sleep(120)
+
+
+def hang_once(*, path: str) -> None:
+    """Write the pid; hang the first time (the file did not exist yet), return at once after."""
+    first = not os.path.exists(path)
+    stamp(path=path)
+    if first:
+        time.sleep(120)
+
+
+def ignore_timeout(*, path: str, seconds: float = 30) -> None:
+    """Catch the TimeoutError of a TIME limit and keep going."""
+    try:
+        time.sleep(seconds)
+    except TimeoutError:
+        stamp(path=path, value="caught")
+        time.sleep(seconds)
+
+
+def block_signals(*, path: str, seconds: float = 30) -> None:
+    """Block every signal a TIME limit could use, then sleep (like C code that never returns to Python)."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGUSR1, signal.SIGUSR2})
+    stamp(path=path, value="blocked")
+    time.sleep(seconds)
+
+
+def allocate(*, mb: int, path: str, reserve_only: bool = False) -> None:
+    """Allocate ``mb`` megabytes, recording the pid and the outcome. ``reserve_only`` maps the
+    memory without touching it (cheap, yet counted against the address-space limit)."""
+    import mmap
+
+    try:
+        size = mb * 1024 * 1024
+        if reserve_only:
+            try:
+                mmap.mmap(-1, size).close()
+            except OSError as exc:
+                raise MemoryError(str(exc)) from exc
+        else:
+            bytearray(size)
+    except MemoryError:
+        stamp(path=path, value="MemoryError")
+        raise
+    stamp(path=path, value=f"ok {size}")
+
+
+def cancellable(*, path: str, seconds: float = 60) -> None:
+    """Write 'started'; on cancellation write 'cancelled' and re-raise."""
+    import asyncio
+
+    stamp(path=path, value="started")
+    try:
+        time.sleep(seconds)
+    except asyncio.CancelledError:
+        stamp(path=path, value="cancelled")
+        raise
+
+
+async def async_cancellable(*, path: str, seconds: float = 60) -> None:
+    import asyncio
+
+    stamp(path=path, value="started")
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        stamp(path=path, value="cancelled")
+        raise
+
+
+async def async_with_context(*, ctx: QueuedJob) -> None:
+    import asyncio
+
+    await asyncio.sleep(0)
+    ctx.meta["injected"] = ctx.id
+
+
+def thread_name(*, ctx: QueuedJob) -> None:
+    import threading
+
+    ctx.meta["thread"] = threading.current_thread().name
+    ctx.meta["pid"] = os.getpid()
