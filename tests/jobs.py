@@ -194,3 +194,19 @@ def thread_name(*, ctx: QueuedJob) -> None:
 
     ctx.meta["thread"] = threading.current_thread().name
     ctx.meta["pid"] = os.getpid()
+
+
+def sleep_in_steps(*, seconds: float, path: str | None = None) -> None:
+    """Sleep in short steps (Python code runs between them, so a thread can be interrupted)."""
+    import asyncio
+
+    if path:
+        stamp(path=path, value="started")
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    except (asyncio.CancelledError, TimeoutError) as exc:
+        if path:
+            stamp(path=path, value=type(exc).__name__)
+        raise
