@@ -34,6 +34,7 @@ from typing import Any
 
 from chancy_lite import db, proc, wake
 from chancy_lite.job import Limit, QueuedJob
+from chancy_lite.journal import Journal, journal_name
 from chancy_lite.store import Outcome, Store
 from chancy_lite.utils import import_string, micros_now
 
@@ -64,7 +65,8 @@ class ChildConfig:
     supervisor_socket: str | None
     polling_interval: float
     maximum_jobs: int | None = None
-    batch_size: int = 1
+    batch_size: int = 1  # the most jobs claimed per transaction
+    batch_window: float = 0.005  # claim about this many seconds of work at a time (bounds priority inversion)
     timeout_grace: float = 5.0
     allowed_modules: tuple[str, ...] | None = None
     log_level: int | None = None
@@ -163,7 +165,11 @@ class Runner:
         self.channel = wake.Channel(config.db_path)
         self.store = Store(config.prefix, self.channel)
         self.mailbox = wake.Listener(self.channel, wake.CHILD, name=f"c-{config.key}.sock")
+        self.journal = Journal(
+            os.path.join(self.channel.directory, journal_name(config.worker_id, self.pid, config.key))
+        )
         self.pending: list[Outcome] = []
+        self.average: float | None = None  # seconds per job, for sizing claims
         self.current: QueuedJob | None = None
         self.in_job = False
         self.stopping = False
@@ -186,23 +192,47 @@ class Runner:
                 if self._woke_by_timeout:
                     self.tell_supervisor(f"b {self.config.key}")
                     self._woke_by_timeout = False
-                for index, job in enumerate(jobs):
-                    if self.stopping:
-                        self.pending.extend(self.release(j) for j in jobs[index:])
-                        break
-                    outcome = self.execute(job)
-                    if outcome is not None:
-                        self.pending.append(outcome)
-                    self.jobs_run += 1
+                self.run_batch(jobs)
                 if self.config.maximum_jobs and self.jobs_run >= self.config.maximum_jobs:
                     self.stopping = True
         finally:
             self.flush()
             self.close()
 
+    def run_batch(self, jobs: list[QueuedJob]) -> None:
+        """Run claimed jobs in order, journaling each; give the rest back when stopping or past the window."""
+        deadline = time.perf_counter() + 2 * self.config.batch_window
+        for index, job in enumerate(jobs):
+            if self.stopping or (index and time.perf_counter() > deadline):
+                self.pending.extend(self.release(j) for j in jobs[index:])
+                return
+            if not self.journal.started(job.id):
+                self.flush()  # the journal is full: commit what it holds, then start afresh
+                self.journal.started(job.id)
+            began = time.perf_counter()
+            outcome = self.execute(job)
+            took = time.perf_counter() - began
+            self.average = took if self.average is None else 0.8 * self.average + 0.2 * took
+            self.jobs_run += 1
+            if outcome is not None:
+                self.pending.append(outcome)
+                if not self.journal.finished(outcome):
+                    self.flush()
+
+    def claim_size(self) -> int:
+        """How many jobs to claim: about ``batch_window`` seconds of work, 1 until jobs have been timed."""
+        config = self.config
+        if self.stopping:
+            return 0
+        n = 1 if self.average is None else int(config.batch_window / max(self.average, 1e-6))
+        n = max(1, min(n, config.batch_size))
+        if config.maximum_jobs:
+            n = min(n, config.maximum_jobs - self.jobs_run)
+        return max(n, 0)
+
     def exchange(self) -> list[QueuedJob]:
         """Write pending outcomes and claim the next jobs, in one transaction. Retries transient errors."""
-        n = 0 if self.stopping else self.config.batch_size
+        n = self.claim_size()
         return self.with_retry(lambda: self._exchange(n))
 
     def _exchange(self, n: int) -> list[QueuedJob]:
@@ -221,6 +251,7 @@ class Runner:
                 else []
             )
         self.pending = []
+        self.journal.reset()
         return jobs
 
     def flush(self) -> None:
@@ -267,6 +298,7 @@ class Runner:
             self.channel.send_to(self.config.supervisor_socket, message.encode())
 
     def close(self) -> None:
+        self.journal.close(remove=not self.pending)
         self.mailbox.close()
         self.channel.close()
         self.conn.close()

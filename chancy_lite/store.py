@@ -275,7 +275,9 @@ class Store:
     def next_due(self, conn: Connection, queue: str) -> int | None:
         return conn.execute(self.q.NEXT_DUE, (queue,)).fetchall()[0][0]
 
-    def complete_job(self, conn: Connection, outcome: Outcome, *, worker_id: str, pid: int) -> bool:
+    def complete_job(
+        self, conn: Connection, outcome: Outcome, *, worker_id: str, pid: int | None, quiet: bool = False
+    ) -> bool:
         """Write one outcome, guarded: only a job still running, held by us, at this attempt. Caller's transaction.
 
         An outcome in state PENDING releases the job (the worker stopped under it): it waits again and the
@@ -297,7 +299,8 @@ class Store:
             },
         )
         if conn.changes() != 1:
-            log.warning("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
+            if not quiet:
+                log.warning("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
             return False
         if outcome.state is QueuedJob.State.RETRYING:
             self.notify(conn, wake.WORKER, wake.push_message("*", 1))
@@ -352,12 +355,25 @@ class Store:
         return [row_to_job(row) for row in rows]
 
     def recover_jobs(
-        self, conn: Connection, worker_id: str, pid: int | None, reason: Callable[[QueuedJob], str], *, now: int
+        self, conn: Connection, worker_id: str, pid: int | None, reason: Callable[[QueuedJob], str], *, now: int,
+        started: set[str] | None = None, outcomes: Sequence[Outcome] = (),
     ) -> list[tuple[QueuedJob, str]]:
-        """Jobs held by a dead process -> retrying/failed, counting the attempt, each with its reason."""
+        """The jobs of a dead process, from what its journal says (see chancy_lite.journal).
+
+        Finished ``outcomes`` are written as the process would have; held jobs it ``started`` become
+        retrying/failed with the attempt counted and ``reason`` as the error; held jobs it never started wait
+        again, their attempt not counted. Without a journal (``started`` None) every held job counts as started.
+        """
         recovered = []
         with conn:
+            for outcome in outcomes:
+                self.complete_job(conn, outcome, worker_id=worker_id, pid=pid, quiet=True)
             for job in self.held_jobs(conn, worker_id, pid):
+                if started is not None and job.id not in started:
+                    release = Outcome(job.id, job.attempts, QueuedJob.State.PENDING, None)
+                    if self.complete_job(conn, release, worker_id=worker_id, pid=pid, quiet=True):
+                        recovered.append((job, "released"))
+                    continue
                 params = {"id": job.id, "worker_id": worker_id, "pid": pid, "now": now, "reason": reason(job)}
                 rows = conn.execute(self.q.RECOVER_JOB, params).fetchall()
                 if rows:

@@ -71,12 +71,8 @@ def drain(chancy: Chancy, queue: str = "default", *, max_jobs: int | None = None
             jobs = runner.exchange()
             if not jobs:
                 break
-            for job in jobs:
-                outcome = runner.execute(job)
-                if outcome is not None:
-                    runner.pending.append(outcome)
-                if job.id not in ran:
-                    ran.append(job.id)
+            runner.run_batch(jobs)
+            ran.extend(job.id for job in jobs if job.id not in ran)
         runner.flush()
     finally:
         runner.close()

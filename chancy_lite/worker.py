@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from chancy_lite import db, proc, wake
+from chancy_lite import db, journal, proc, wake
 from chancy_lite.app import Chancy
 from chancy_lite.errors import MigrationsNeededError
 from chancy_lite.executors.base import Executor
@@ -330,9 +330,28 @@ class Worker:
                     )
             return f"the worker process running this job died ({how}, pid {pid})"
 
-        recovered = await self._db(self.chancy.store.recover_jobs, self.worker_id, pid, reason, now=now)
-        for job, state in recovered:
+        for job, state in await self._recover(self.worker_id, pid, reason, now):
             log.warning("recovered job %s (%s) from dead process %s: now %s", job.id, job.func, pid, state)
+
+    async def _recover(
+        self, worker_id: str, pid: int | None, reason: Callable[[QueuedJob], str], now: int
+    ) -> list[tuple[QueuedJob, str]]:
+        """Recover a dead process's jobs from its journal: finished ones keep their outcome, started ones
+        count an attempt, claimed but unstarted ones wait again (see chancy_lite.journal)."""
+        paths = journal.find(self._channel.directory, worker_id, pid) if self._channel is not None else []
+        records = [journal.read(path) for path in paths]
+        started: set[str] | None = None
+        outcomes = []
+        if paths and all(r is not None for r in records):
+            started = set()
+            for ids, finished in filter(None, records):
+                started |= ids
+                outcomes.extend(finished)
+        recovered = await self._db(
+            self.chancy.store.recover_jobs, worker_id, pid, reason, now=now, started=started, outcomes=outcomes
+        )
+        journal.remove(paths)
+        return recovered
 
     async def recover_orphans(self) -> None:
         """Recover jobs held by processes that are gone: dead pids on this host, expired workers elsewhere."""
@@ -351,8 +370,5 @@ class Worker:
             else:
                 how = f"its worker on {holder.hostname} stopped sending heartbeats"
             reason = f"the worker process running this job died ({how}, pid {holder.pid})"
-            recovered = await self._db(
-                store.recover_jobs, holder.worker_id, holder.pid, lambda job, reason=reason: reason, now=now
-            )
-            for job, state in recovered:
+            for job, state in await self._recover(holder.worker_id, holder.pid, lambda job, r=reason: r, now):
                 log.warning("recovered orphaned job %s (%s): now %s", job.id, job.func, state)

@@ -29,6 +29,7 @@ class AsyncExecutor(Executor):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.maximum_jobs_per_worker = None
+        self.batch_size = 1  # one job per task: a coroutine's claim is as cheap as a batch's
         self._db_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chancy-lite-async")
         self.runner: Runner | None = None
         self.events: dict[str, asyncio.Event] = {}

@@ -38,7 +38,8 @@ class Executor(abc.ABC):
         self.queue = queue
         options = dict(queue.executor_options)
         self.maximum_jobs_per_worker: int | None = options.pop("maximum_jobs_per_worker", 100)
-        self.batch_size: int = int(options.pop("batch_size", 1))
+        self.batch_size: int = int(options.pop("batch_size", 64))
+        self.batch_window: float = float(options.pop("batch_window", 0.005))
         self.timeout_grace: float = float(options.pop("timeout_grace", 5.0))
         self.options: dict[str, Any] = options
         self.concurrency = queue.concurrency or self.default_concurrency
@@ -66,6 +67,7 @@ class Executor(abc.ABC):
             polling_interval=float(self.queue.polling_interval),
             maximum_jobs=self.maximum_jobs_per_worker,
             batch_size=self.batch_size,
+            batch_window=self.batch_window,
             timeout_grace=self.timeout_grace,
             allowed_modules=self.worker.allowed_modules,
             log_level=self.worker.child_log_level(),
