@@ -23,7 +23,7 @@ from chancy_lite.errors import ConfigurationError
 from chancy_lite.job import FINISHED_STATES, Job, QueuedJob, Reference, as_job, ref_id
 from chancy_lite.queue import Executor, Queue
 from chancy_lite.store import Store
-from chancy_lite.utils import Clock, chancy_uuid, micros_now, to_micros
+from chancy_lite.utils import Clock, chancy_uuids, micros_now, to_micros
 
 T = TypeVar("T")
 RefLike = Reference | str | QueuedJob
@@ -267,7 +267,7 @@ class Chancy:
     def sync_push_many_ex(self, conn: db.Connection, jobs: Iterable[Job | Callable[..., Any]]) -> list[Reference]:
         checked = [as_job(j) for j in jobs]
         with db.translate_errors(self.path):
-            ids = self.store.insert_jobs(conn, checked, self.now(), chancy_uuid)
+            ids = self.store.insert_jobs(conn, checked, self.now(), chancy_uuids)
         return [Reference(i) for i in ids]
 
     async def push_many_ex(self, conn: db.Connection, jobs: Iterable[Job | Callable[..., Any]]) -> list[Reference]:

@@ -220,19 +220,28 @@ class Store:
 
     # ----------------------------------------------------------------- jobs
 
-    def insert_jobs(self, conn: Connection, jobs: Iterable[Job], now: int, new_id: Any) -> list[str]:
-        """Insert jobs in one transaction; return their ids (the existing job's for a duplicate unique_key)."""
+    def insert_jobs(self, conn: Connection, jobs: Sequence[Job], now: int, new_ids: Any) -> list[str]:
+        """Insert jobs in one transaction; return their ids (the existing job's for a duplicate unique_key).
+
+        ``new_ids(n)`` makes n new time-ordered ids.
+        """
         ids: list[str] = []
         counts: dict[str, int] = {}
-        params = [job_params(job, new_id(), now) for job in jobs]  # serialise before taking the lock
+        params = [job_params(job, i, now) for job, i in zip(jobs, new_ids(len(jobs)), strict=True)]
         with conn:
-            for p in params:
-                conn.execute(self.q.INSERT_JOB, p)
-                if conn.changes() == 1:
-                    ids.append(p[0])
+            if len(params) > 1 and all(p[10] is None for p in params):  # no unique keys: nothing can conflict
+                conn.executemany(self.q.INSERT_JOB, params)
+                ids = [p[0] for p in params]
+                for p in params:
                     counts[p[1]] = counts.get(p[1], 0) + 1
-                else:
-                    ids.append(conn.execute(self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p[10],)).fetchall()[0][0])
+            else:
+                for p in params:
+                    conn.execute(self.q.INSERT_JOB, p)
+                    if conn.changes() == 1:
+                        ids.append(p[0])
+                        counts[p[1]] = counts.get(p[1], 0) + 1
+                    else:
+                        ids.append(conn.execute(self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p[10],)).fetchall()[0][0])
             for queue, count in counts.items():
                 self.notify(conn, wake.WORKER, wake.push_message(queue, count))
         return ids

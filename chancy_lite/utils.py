@@ -8,6 +8,7 @@ import importlib
 import json
 import math
 import os
+import random
 import sys
 import threading
 import time
@@ -23,6 +24,9 @@ _id_lock = threading.Lock()
 _last_ms = 0
 _last_seq = 0
 _SEQ_BITS = 74  # 12 bits of rand_a + 62 bits of rand_b in a UUIDv7
+_random = random.Random(os.urandom(32))  # seeded per process; ids need uniqueness, not secrecy
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 
 def chancy_uuid() -> str:
@@ -32,24 +36,37 @@ def chancy_uuid() -> str:
     millisecond: the 74 random bits act as a counter seeded at random each
     millisecond. Ids from different processes sort by their millisecond.
     """
+    return chancy_uuids(1)[0]
+
+
+def chancy_uuids(n: int) -> list[str]:
+    """``n`` new time-ordered ids, in order."""
     global _last_ms, _last_seq
+    values = []
     with _id_lock:
-        ms = time.time_ns() // 1_000_000
-        if ms > _last_ms:
-            _last_ms = ms
-            # Leave headroom so the counter cannot overflow within the millisecond.
-            _last_seq = int.from_bytes(os.urandom(10), "big") >> (80 - _SEQ_BITS + 2)
-        else:
-            _last_seq += 1 + (os.urandom(1)[0] & 0x0F)
-            if _last_seq >> _SEQ_BITS:
-                _last_ms += 1
-                _last_seq = 0
-        ms, seq = _last_ms, _last_seq
-    rand_a = seq >> 62
-    rand_b = seq & ((1 << 62) - 1)
-    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        for _ in range(n):
+            ms = time.time_ns() // 1_000_000
+            if ms > _last_ms:
+                _last_ms = ms
+                # Leave headroom so the counter cannot overflow within the millisecond.
+                _last_seq = _random.getrandbits(_SEQ_BITS - 2)
+            else:
+                _last_seq += 1 + _random.getrandbits(4)
+                if _last_seq >> _SEQ_BITS:
+                    _last_ms += 1
+                    _last_seq = 0
+            seq = _last_seq
+            values.append((_last_ms << 80) | _VERSION | ((seq >> 62) << 64) | _VARIANT | (seq & _LOW62))
+    ids = []
+    for value in values:
+        h = f"{value:032x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
+
+
+_VERSION = 0x7 << 76
+_VARIANT = 0b10 << 62
+_LOW62 = (1 << 62) - 1
 
 
 # ---------------------------------------------------------------- import paths
@@ -152,12 +169,15 @@ def micros_now() -> int:
 # ------------------------------------------------------------------------ JSON
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def dump_json(value: Any, what: str) -> str:
     """Serialise to compact JSON or raise NotSerializableError naming ``what``."""
     from chancy_lite.errors import NotSerializableError
 
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return _encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise NotSerializableError(f"{what} must be JSON-serialisable: {exc}") from None
 
