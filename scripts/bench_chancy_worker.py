@@ -1,0 +1,21 @@
+"""Runs one chancy_lite Worker on a file until SIGTERM: ``python scripts/bench_chancy_worker.py PATH``.
+
+Started by ``scripts/bench.py``, which declares the queues beforehand. Run as a script,
+``scripts/`` is ``sys.path[0]``, and the children inherit it, so ``bench_jobs`` imports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from chancy_lite import Chancy, Worker
+
+
+async def main(path: str) -> None:
+    async with Chancy(path) as chancy, Worker(chancy, shutdown_timeout=10) as worker:
+        await worker.wait_for_shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
