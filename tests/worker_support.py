@@ -22,12 +22,22 @@ from chancy_lite.worker import Worker
 REPO = str(Path(__file__).resolve().parent.parent)
 
 
-def run_worker(chancy: Chancy, body: Callable[[Worker], Awaitable[Any]], **options: Any) -> Any:
-    """``asyncio.run`` a Worker (no signal handlers) around ``body(worker)``; return what it returns."""
+def run_worker(
+    chancy: Chancy, body: Callable[[Worker], Awaitable[Any]], *, stop_within: float = 5.0, **options: Any
+) -> Any:
+    """``asyncio.run`` a Worker (no signal handlers) around ``body(worker)``; return what it returns.
+
+    The bodies leave no job running, so stopping the worker must be prompt: it fails after ``stop_within`` s.
+    """
 
     async def main() -> Any:
-        async with Worker(chancy, register_signal_handlers=False, **options) as worker:
-            return await body(worker)
+        worker = Worker(chancy, register_signal_handlers=False, **options)
+        async with worker:
+            result = await body(worker)
+            stopping = time.monotonic()
+        stopped_in = time.monotonic() - stopping
+        assert stopped_in < stop_within, f"the worker took {stopped_in:.1f} s to stop with no job running"
+        return result
 
     return asyncio.run(main())
 

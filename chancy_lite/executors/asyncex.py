@@ -81,6 +81,8 @@ class AsyncExecutor(Executor):
         timeout = float(self.queue.polling_interval)
         if due is not None:
             timeout = min(timeout, max(0.0, (due - micros_now()) / 1e6))
+        if self.stopping:  # stop() set the event while we awaited next_due: clearing it would lose the stop
+            return
         if self.pending_wakes > 0:
             self.pending_wakes -= 1
             return
