@@ -494,9 +494,16 @@ def child_main(config: ChildConfig) -> None:
             level=config.log_level, stream=sys.stderr,
             format=f"%(asctime)s %(levelname)s [{config.queue}:{os.getpid()}] %(message)s",
         )
+    early: list[int] = []
+    if config.register_signals:
+        # Until the runner can handle them, remember stop requests instead of dying of them.
+        for sig in (signal.SIGTERM, signal.SIGUSR2):
+            signal.signal(sig, lambda signum, frame: early.append(signum))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     runner = ProcessRunner(config)
     if config.register_signals:
         runner.install_signals()
+        runner.stopping = runner.stopping or bool(early)
     runner.run()
 
 

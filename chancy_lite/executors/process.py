@@ -99,11 +99,11 @@ class ProcessExecutor(Executor):
 
     async def _after_exit(self, key: str, pid: int | None, code: int | None, lived: float) -> None:
         try:
-            if code != 0 or self.stopping:
-                log.log(
-                    logging.WARNING if code else logging.DEBUG, "child %s of queue %s exited (%s)",
-                    pid, self.queue.name, describe_exit(code),
-                )
+            expected = code == 0 or (self.stopping and code == -signal.SIGTERM)
+            log.log(
+                logging.DEBUG if expected else logging.WARNING, "child %s of queue %s exited (%s)",
+                pid, self.queue.name, describe_exit(code),
+            )
             await self.worker.recover_process(pid, describe_exit(code), self.timeout_grace)
             if not self.stopping:
                 # A child that dies right after starting (a broken file, a bad import) is restarted with backoff.
