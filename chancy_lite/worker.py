@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import platform
 import re
@@ -62,6 +63,8 @@ class Worker:
         self.allowed_modules = tuple(allowed_modules) if allowed_modules is not None else None
         self.hub = Hub()
         self.executors: dict[str, Executor] = {}
+        # Executors of paused, removed or reconfigured queues, stopping in the background: name -> (executor, task).
+        self._retiring: dict[str, tuple[Executor, asyncio.Task[None]]] = {}
         self.socket_path: str | None = None
         self._listener: wake.Listener | None = None
         self._channel: wake.Channel | None = None
@@ -156,8 +159,14 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(ex.stop(self.shutdown_timeout) for ex in self.executors.values()))
+        retiring = list(self._retiring.values())
+        for _, task in retiring:
+            task.cancel()  # a draining executor now gets shutdown_timeout, like the others
+        await asyncio.gather(*(task for _, task in retiring), return_exceptions=True)
+        executors = [*self.executors.values(), *(ex for ex, _ in retiring)]
+        await asyncio.gather(*(ex.stop(self.shutdown_timeout) for ex in executors))
         self.executors.clear()
+        self._retiring.clear()
         if self._listener is not None:
             asyncio.get_running_loop().remove_reader(self._listener.fileno())
             self._listener.close()
@@ -200,7 +209,7 @@ class Worker:
         else:
             log.warning("received %s again: interrupting running jobs now", signal.Signals(sig).name)
             self.shutdown_timeout = 0
-            for executor in self.executors.values():
+            for executor in self._all_executors():
                 executor.kill()
 
     # ----------------------------------------------------------- wake-ups
@@ -235,14 +244,23 @@ class Worker:
             self._queues_changed.set()
         elif kind == "c":
             job_id, _, pid = rest.partition(" ")
-            for executor in self.executors.values():
+            for executor in self._all_executors():  # a retiring executor may still run the job
                 if executor.cancel(job_id, int(pid) or None):
                     break
 
     # -------------------------------------------------------------- queues
 
+    def _all_executors(self) -> list[Executor]:
+        return [*self.executors.values(), *(ex for ex, _ in self._retiring.values())]
+
     async def refresh_queues(self) -> None:
-        """Match the running executors to the stored queues: start, reconfigure, stop."""
+        """Match the running executors to the stored queues: start, reconfigure, stop.
+
+        Stopping happens in the background, so one slow queue never holds up the others. A queue that is
+        paused, removed or no longer matches stops claiming and lets its running jobs finish, however long
+        they take; a reconfigured queue drains within ``shutdown_timeout``. Either way its new executor
+        starts once the old one is gone, so the queue never runs more than its concurrency.
+        """
         store = self.chancy.store
         served = set(self.executors)
         await self._db(store.resume_due_queues, now=self.chancy.now())
@@ -251,12 +269,12 @@ class Worker:
         for name, executor in list(self.executors.items()):
             if name not in wanted or wanted[name] != executor.queue:
                 del self.executors[name]
-                await executor.stop(self.shutdown_timeout)
+                self._retire(name, executor, math.inf if name not in wanted else self.shutdown_timeout)
                 if name not in wanted:
                     self.hub.emit("worker.queue.removed", {"queue": name})
                     log.info("stopped serving queue %s", name)
         for name, queue in wanted.items():
-            if name not in self.executors and not self._stopping:
+            if name not in self.executors and name not in self._retiring and not self._stopping:
                 updated = name in self._served_once
                 executor = self._executor_for(queue)
                 self.executors[name] = executor
@@ -270,6 +288,18 @@ class Worker:
         )
         if set(self.executors) != served and not self._stopping:
             await self.heartbeat()  # the worker row lists the queues served now, not at the next heartbeat
+
+    def _retire(self, name: str, executor: Executor, timeout: float) -> None:
+        """Stop ``executor`` in the background; refresh the queues once it is gone."""
+        task = asyncio.create_task(executor.stop(timeout), name=f"retire {name}")
+        self._retiring[name] = (executor, task)
+
+        def done(_: asyncio.Task[None]) -> None:
+            if self._retiring.get(name, (None,))[0] is executor:
+                del self._retiring[name]
+            self._queues_changed.set()
+
+        task.add_done_callback(done)
 
     def _executor_for(self, queue: Queue) -> Executor:
         cls = import_string(str(queue.executor))

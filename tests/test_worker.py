@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from chancy_lite import Chancy, Job, Limit, Queue, QueuedJob
 from chancy_lite.errors import MigrationsNeededError
 from chancy_lite.utils import UTC
 from chancy_lite.worker import Worker
-from tests.worker_support import REPO, lines, run_worker, until
+from tests.worker_support import REPO, gone, lines, pids, run_worker, until
 
 SUCCEEDED, FAILED = QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED
 MB = 1024 * 1024
@@ -277,6 +278,77 @@ def test_pause_with_resume_at(chancy: Chancy) -> None:
     assert chancy.sync_get_queue("napping").state is Queue.State.ACTIVE
 
 
+def test_pausing_a_queue_lets_its_running_job_finish_without_holding_up_other_queues(
+    chancy: Chancy, tmp_path: Path
+) -> None:
+    declare(chancy, "busy", concurrency=1)
+    path = str(tmp_path / "busy")
+
+    async def body(worker: Worker) -> tuple[QueuedJob | None, QueuedJob | None, float]:
+        long = await chancy.push(
+            Job(func="tests.jobs.pid_then_sleep", queue="busy", kwargs={"path": path, "seconds": 2})
+        )
+        await until(lambda: lines(path), timeout=10, message="the job started")
+        await chancy.pause_queue("busy")
+        paused = time.monotonic()
+        await chancy.declare(Queue("other", concurrency=1, polling_interval=60))
+        await until(lambda: "other" in worker.executors, timeout=10, message="the new queue is served")
+        other_after = time.monotonic() - paused
+        waiting = await chancy.push(Job(func="tests.jobs.noop", queue="busy"))
+        long_job = await chancy.wait_for_job(long, timeout=10)
+        await chancy.resume_queue("busy")
+        return long_job, await chancy.wait_for_job(waiting, timeout=10), other_after
+
+    # shutdown_timeout is far shorter than the job: pausing must not interrupt it.
+    long_job, waiting_job, other_after = run_worker(chancy, body, shutdown_timeout=0.3, queue_change_poll_interval=60)
+    assert long_job is not None and long_job.state is SUCCEEDED and long_job.errors == []
+    assert other_after < 1.0, other_after  # the paused queue's drain did not block the queue loop
+    assert waiting_job is not None and waiting_job.state is SUCCEEDED
+    assert waiting_job.started_at >= long_job.completed_at  # nothing ran in the paused queue
+
+
+def test_resume_while_the_old_pool_drains_keeps_the_concurrency(chancy: Chancy, tmp_path: Path) -> None:
+    declare(chancy, "single", concurrency=1)
+    path = str(tmp_path / "single")
+
+    async def body(worker: Worker) -> list[QueuedJob]:
+        first = await chancy.push(Job(func="tests.jobs.pid_then_sleep", queue="single",
+                                      kwargs={"path": path, "seconds": 1.5}))
+        await until(lambda: lines(path), timeout=10, message="the job started")
+        await chancy.pause_queue("single")
+        await chancy.resume_queue("single")
+        second = await chancy.push(Job(func="tests.jobs.pid_then_sleep", queue="single",
+                                       kwargs={"path": path, "seconds": 0}))
+        return await chancy.wait_for_jobs([first, second], timeout=15)
+
+    first, second = run_worker(chancy, body, queue_change_poll_interval=60)
+    assert first.state is SUCCEEDED and second.state is SUCCEEDED
+    assert second.started_at >= first.completed_at  # never two at once in a queue of concurrency 1
+
+
+def test_stopping_the_worker_interrupts_a_paused_queue_draining_past_shutdown_timeout(
+    chancy: Chancy, tmp_path: Path
+) -> None:
+    declare(chancy, "busy", concurrency=1)
+    path = str(tmp_path / "busy")
+
+    async def body(worker: Worker) -> str:
+        ref = await chancy.push(
+            Job(func="tests.jobs.pid_then_sleep", queue="busy", kwargs={"path": path, "seconds": 60})
+        )
+        await until(lambda: lines(path), timeout=10, message="the job started")
+        await chancy.pause_queue("busy")
+        await until(lambda: "busy" not in worker.executors, timeout=10, message="the queue is paused")
+        return ref.identifier
+
+    started = time.monotonic()
+    job_id = run_worker(chancy, body, shutdown_timeout=0.5, stop_within=8)
+    assert time.monotonic() - started < 15
+    job = chancy.sync_get_job(job_id)
+    assert job is not None and job.state is QueuedJob.State.PENDING and job.errors == []  # released, retryable
+    assert gone(pids(path)[0])
+
+
 # --------------------------------------------------------------------- wake-ups
 
 
@@ -298,8 +370,8 @@ def test_push_from_another_process_wakes_the_worker(chancy: Chancy, db_path: str
     path = str(tmp_path / "woken")
 
     async def body(worker: Worker) -> float:
-        await until(lambda: all(s.idle for s in worker.executors["default"].slots.values())
-                    and worker.executors["default"].slots, timeout=10, message="the child is idle")
+        first = await chancy.push(Job(func="tests.jobs.noop"))  # the child is up, and idle once this is done
+        assert (await chancy.wait_for_job(first, timeout=15)).state is SUCCEEDED  # type: ignore[union-attr]
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", PUSHER, db_path, path, cwd=REPO, stdout=subprocess.PIPE,
         )

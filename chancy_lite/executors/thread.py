@@ -61,10 +61,12 @@ class ThreadedExecutor(Executor):
             await self._join(self.timeout_grace)
 
     async def _join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s (any float, inf too) for the threads to end. Polls, so it can be cancelled
+        without leaving a thread blocked in ``join``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        for thread in self.threads.values():
-            await asyncio.to_thread(thread.join, max(0.0, deadline - loop.time()))
+        while any(t.is_alive() for t in self.threads.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         return not any(t.is_alive() for t in self.threads.values())
 
     def kill(self) -> None:
