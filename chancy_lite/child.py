@@ -62,7 +62,6 @@ class ChildConfig:
     queue: str
     worker_id: str
     key: str  # this child's name among its supervisor's children
-    supervisor_socket: str | None
     polling_interval: float
     maximum_jobs: int | None = None
     batch_size: int = 1  # the most jobs claimed per transaction
@@ -177,7 +176,8 @@ class Runner:
         self.jobs_run = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Future[Any] | None = None
-        self._woke_by_timeout = False
+        self.advertised = False
+        self.idle_path = os.path.join(self.channel.directory, wake.idle_name(config.queue, config.key))
         self.now: Callable[[], int] = micros_now  # the clock (chancy_lite.testing swaps in a controllable one)
 
     # ---- the loop
@@ -187,11 +187,11 @@ class Runner:
             while not self.stopping:
                 jobs = self.exchange()
                 if not jobs:
+                    if self.advertise(True):
+                        continue  # look once more now that pushers can see us: a push in between is not lost
                     self.idle()
                     continue
-                if self._woke_by_timeout:
-                    self.tell_supervisor(f"b {self.config.key}")
-                    self._woke_by_timeout = False
+                self.advertise(False)
                 self.run_batch(jobs)
                 if self.config.maximum_jobs and self.jobs_run >= self.config.maximum_jobs:
                     self.stopping = True
@@ -279,10 +279,23 @@ class Runner:
             timeout = min(timeout, max(0.0, (due - self.now()) / 1e6))
         if timeout <= 0:
             return
-        self.tell_supervisor(f"i {self.config.key}")
-        messages = self.mailbox.wait(timeout)
-        self._woke_by_timeout = not messages
-        self.handle_messages(messages)
+        self.handle_messages(self.mailbox.wait(timeout))
+
+    def advertise(self, idle: bool) -> bool:
+        """Show (or hide) this child to pushers as idle, through a link to its mailbox; True if it changed."""
+        if idle == self.advertised:
+            return False
+        self.advertised = idle
+        try:
+            if idle:
+                os.link(self.mailbox.path, self.idle_path)
+            else:
+                os.unlink(self.idle_path)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            pass
+        return True
 
     def handle_messages(self, messages: list[bytes]) -> None:
         for message in messages:
@@ -293,11 +306,8 @@ class Runner:
                 if self.current is not None and self.current.id == job_id:
                     self.cancelled = job_id
 
-    def tell_supervisor(self, message: str) -> None:
-        if self.config.supervisor_socket:
-            self.channel.send_to(self.config.supervisor_socket, message.encode())
-
     def close(self) -> None:
+        self.advertise(False)
         self.journal.close(remove=not self.pending)
         self.mailbox.close()
         self.channel.close()

@@ -146,6 +146,16 @@ class Store:
 
     # ------------------------------------------------------------- wake-ups
 
+    def notify_push(self, conn: Connection, queue: str, count: int) -> None:
+        """Once ``conn`` commits, wake workers for ``count`` newly claimable jobs of ``queue`` (``*``: any)."""
+        channel = self.channel
+        if channel is None:
+            return
+        if conn.in_transaction:
+            conn.after_commit.append(lambda: channel.push(queue, count))
+        else:
+            channel.push(queue, count)
+
     def notify(self, conn: Connection, kind: str, message: bytes) -> None:
         """Send ``message`` to listeners of ``kind`` once ``conn``'s transaction commits."""
         channel = self.channel
@@ -243,7 +253,7 @@ class Store:
                     else:
                         ids.append(conn.execute(self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p[10],)).fetchall()[0][0])
             for queue, count in counts.items():
-                self.notify(conn, wake.WORKER, wake.push_message(queue, count))
+                self.notify_push(conn, queue, count)
         return ids
 
     def get_job(self, conn: Connection, job_id: str) -> QueuedJob | None:
@@ -312,7 +322,7 @@ class Store:
                 log.warning("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
             return False
         if outcome.state is QueuedJob.State.RETRYING:
-            self.notify(conn, wake.WORKER, wake.push_message("*", 1))
+            self.notify_push(conn, "*", 1)
         return True
 
     def notify_done(self, conn: Connection) -> None:
@@ -342,7 +352,7 @@ class Store:
         with conn:
             rows = conn.execute(self.q.RETRY_JOB, {"id": job_id, "now": now}).fetchall()
             if rows:
-                self.notify(conn, wake.WORKER, wake.push_message(rows[0][0], 1))
+                self.notify_push(conn, rows[0][0], 1)
         return bool(rows)
 
     def purge_job(self, conn: Connection, job_id: str) -> bool:
@@ -388,7 +398,7 @@ class Store:
                 if rows:
                     recovered.append((job, rows[0][0]))
             if recovered:
-                self.notify(conn, wake.WORKER, wake.push_message("*", len(recovered)))
+                self.notify_push(conn, "*", len(recovered))
                 self.notify_done(conn)
         return recovered
 

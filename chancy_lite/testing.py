@@ -48,7 +48,7 @@ def _runner(chancy: Chancy, queue: str) -> Runner:
     config = ChildConfig(
         db_path=chancy.path, prefix=chancy.prefix, busy_timeout=chancy.busy_timeout, synchronous=chancy.synchronous,
         queue=queue, worker_id=f"testing-{os.getpid()}", key=f"testing-{os.getpid()}-{id(chancy):x}",
-        supervisor_socket=None, polling_interval=0.0,
+        polling_interval=0.0,
     )
     runner = Runner(config)
     runner.now = chancy.now

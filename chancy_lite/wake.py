@@ -9,7 +9,10 @@ in a private directory keyed by the database file's identity::
 
 ``kind`` says what the listener wants: ``w`` (worker supervisors: pushes,
 cancels, queue changes), ``j`` (callers waiting for jobs to finish) and ``c``
-(one worker child, addressed by its supervisor only). Datagrams are hints:
+(one worker child, addressed by its supervisor). An idle child also links its
+socket as ``i-<queue>~<key>.sock``, so that a push wakes it directly, without
+a hop through its supervisor; the supervisors hear only of the pushes that no
+idle child took. Datagrams are hints:
 they are never the only way work is found (every sleeper also has a timeout),
 so a lost or dropped datagram costs latency, never a job. Sending never blocks.
 
@@ -24,6 +27,7 @@ import errno
 import hashlib
 import logging
 import os
+import random
 import secrets
 import select
 import socket
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 WORKER = "w"
 WAITER = "j"
 CHILD = "c"
+IDLE = "i"
 
 _MAX_SUN_PATH = 107
 _RELIST_WINDOW_NS = 200_000_000  # directory mtimes are coarse: re-list while a change is this recent
@@ -93,6 +98,22 @@ class Channel:
             if self.send_to(path, message):
                 sent += 1
         return sent
+
+    def wake_idle(self, queue: str, count: int) -> int:
+        """Wake up to ``count`` idle children of ``queue`` directly; return how many were woken."""
+        prefix = f"{IDLE}-{queue}~"
+        idle = [path for path in self.listeners(IDLE) if os.path.basename(path).startswith(prefix)]
+        if len(idle) > count:
+            start = random.randrange(len(idle))  # spread concurrent pushers over the idle children
+            idle = (idle[start:] + idle[:start])[:count]
+        return sum(self.send_to(path, WAKE) for path in idle)
+
+    def push(self, queue: str, count: int) -> None:
+        """After a commit that made ``count`` jobs of ``queue`` claimable: wake idle children, then supervisors
+        for what they did not take (a queue served by the async executor, or every child busy)."""
+        left = count - (self.wake_idle(queue, count) if queue != "*" else 0)
+        if left > 0:
+            self.send(WORKER, push_message(queue, left))
 
     def send_to(self, path: str, message: bytes) -> bool:
         try:
@@ -171,6 +192,11 @@ def push_message(queue: str, count: int) -> bytes:
 
 QUEUES_CHANGED = b"q"
 JOBS_DONE = b"d"
+WAKE = b"w"
+
+
+def idle_name(queue: str, key: str) -> str:
+    return f"{IDLE}-{queue}~{key}.sock"
 
 
 def cancel_message(job_id: str, pid: int | None) -> bytes:

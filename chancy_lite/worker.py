@@ -214,6 +214,11 @@ class Worker:
 
     # ----------------------------------------------------------- wake-ups
 
+    def idle_path(self, queue: str, key: str) -> str:
+        """Where an idle child of ours advertises itself (see chancy_lite.wake)."""
+        directory = self._channel.directory if self._channel is not None else ""
+        return os.path.join(directory, wake.idle_name(queue, key))
+
     def send_to_child(self, key: str, message: bytes) -> None:
         if self._channel is not None:
             self._channel.send_to(os.path.join(self._channel.directory, f"c-{key}.sock"), message)
@@ -231,15 +236,11 @@ class Worker:
         if kind == "p":
             queue, _, count = rest.rpartition(" ")
             for name, executor in self.executors.items():
-                if queue in ("*", name):
+                if queue == "*" or (queue == name and not executor.wakes_directly):
                     executor.wake(int(count))
-                    if executor.pending_wakes:
-                        self.hub.emit("worker.queue.full", {"queue": name})
-        elif kind in ("i", "b"):
-            for executor in self.executors.values():
-                if rest in executor.slots:
-                    executor.on_message(kind, rest)
-                    break
+                elif queue == name:
+                    # Pushers tell supervisors only of jobs that no idle child took: every child is busy.
+                    self.hub.emit("worker.queue.full", {"queue": name})
         elif kind == "q":
             self._queues_changed.set()
         elif kind == "c":

@@ -36,6 +36,20 @@ class AsyncExecutor(Executor):
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.running: dict[str, asyncio.Task[Any]] = {}
         self.cancelled: set[str] = set()
+        self.pending_wakes = 0
+
+    wakes_directly = False
+
+    def wake(self, n: int) -> None:
+        """Wake idle slots first; remember the rest for the next slots to go idle."""
+        for slot in self.slots.values():
+            if n <= 0:
+                break
+            if slot.idle:
+                slot.idle = False
+                self.poke(slot, b"w")
+                n -= 1
+        self.pending_wakes = min(self.pending_wakes + max(n, 0), self.concurrency)
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         assert self.runner is not None

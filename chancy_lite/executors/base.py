@@ -20,15 +20,15 @@ class Slot:
     """One child (process, thread or task) of an executor."""
 
     key: str
-    idle: bool = False
+    idle: bool = False  # tracked by executors whose children do not advertise themselves
 
 
 class Executor(abc.ABC):
     """Runs one queue's jobs with ``concurrency`` children that claim rows themselves.
 
-    The supervisor calls ``wake(n)`` when ``n`` jobs were pushed, ``on_message``
-    with the children's idle/busy notes, ``cancel`` for a running job, and
-    ``stop`` to drain (then interrupt) the children.
+    The supervisor calls ``wake(n)`` when ``n`` jobs may be waiting that no idle
+    child was told of, ``cancel`` for a running job, and ``stop`` to drain
+    (then interrupt) the children.
     """
 
     default_concurrency = 1
@@ -44,7 +44,6 @@ class Executor(abc.ABC):
         self.options: dict[str, Any] = options
         self.concurrency = queue.concurrency or self.default_concurrency
         self.slots: dict[str, Slot] = {}
-        self.pending_wakes = 0
         self.stopping = False
         self._token = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._serial = 0
@@ -63,7 +62,6 @@ class Executor(abc.ABC):
             queue=self.queue.name,
             worker_id=self.worker.worker_id,
             key=key,
-            supervisor_socket=self.worker.socket_path,
             polling_interval=float(self.queue.polling_interval),
             maximum_jobs=self.maximum_jobs_per_worker,
             batch_size=self.batch_size,
@@ -74,30 +72,21 @@ class Executor(abc.ABC):
             register_signals=register_signals,
         )
 
-    # ---- wake-ups: wake idle children first; remember the rest for the next to go idle
+    # ---- wake-ups
+
+    #: Idle children advertise themselves to pushers (see chancy_lite.wake), so the supervisor relays only
+    #: wake-ups for any queue ("*": retries, recovered jobs).
+    wakes_directly = True
 
     def wake(self, n: int) -> None:
-        for slot in self.slots.values():
-            if n <= 0:
-                break
-            if slot.idle:
-                slot.idle = False
-                self.poke(slot, b"w")
-                n -= 1
-        self.pending_wakes = min(self.pending_wakes + max(n, 0), self.concurrency)
+        for slot in list(self.slots.values()):
+            self.poke(slot, b"w")
 
-    def on_message(self, kind: str, key: str) -> None:
-        slot = self.slots.get(key)
-        if slot is None:
-            return
-        if kind == "i":
-            if self.pending_wakes > 0:
-                self.pending_wakes -= 1
-                self.poke(slot, b"w")
-            else:
-                slot.idle = True
-        elif kind == "b":
-            slot.idle = False
+    def idle_count(self) -> int:
+        """How many children are waiting for work right now."""
+        if not self.wakes_directly:
+            return sum(slot.idle for slot in self.slots.values())
+        return sum(os.path.exists(self.worker.idle_path(self.queue.name, key)) for key in self.slots)
 
     @abc.abstractmethod
     def poke(self, slot: Slot, message: bytes) -> None:
