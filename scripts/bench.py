@@ -249,6 +249,18 @@ def tail(path: str, lines: int = 30) -> str:
         return ""
 
 
+def worker_logs(directory: str, prefix: str, lines: int = 8) -> dict[str, list[str]]:
+    """The first lines of every non-empty worker log (warnings and errors: nothing is logged when all goes well)."""
+    found = {}
+    for name in sorted(os.listdir(directory)):
+        if name.startswith(prefix) and name.endswith(".log"):
+            with open(os.path.join(directory, name), errors="replace") as f:
+                text = f.read().splitlines()
+            if text:
+                found[name] = [*text[:lines], *([f"... {len(text) - lines} more lines"] if len(text) > lines else [])]
+    return found
+
+
 @contextlib.contextmanager
 def running(cmd: list[str], log_path: str, stop_signal: int, env: dict[str, str] | None = None) -> Iterator[Any]:
     with open(log_path, "ab") as out:
@@ -333,6 +345,7 @@ class ChancyBench:
                 traceback.print_exc()
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
         self.results["errors"] = self.errors
+        self.results["worker_logs"] = worker_logs(self.dir, "chancy-")
         return self.results
 
     def push_single(self) -> None:
@@ -368,6 +381,8 @@ class ChancyBench:
                     f"SELECT min(completed_at), max(completed_at) FROM {chancy.prefix}jobs WHERE queue = 'bench'"
                 ).fetchall()[0]
         self.results[f"drain_{name}"] = drain_figures(n, options, launched_wall, first / 1e6, last / 1e6, polled)
+        if polled["failed"]:
+            self.errors.append(f"drain_{name}: {polled['failed']} of {n} no-op jobs failed")
 
     def push_stamps(self, chancy: Any, n: int) -> list[tuple[Any, float]]:
         from chancy_lite import Job
@@ -535,6 +550,7 @@ class HueyBench:
                 traceback.print_exc()
                 self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
         self.results["errors"] = self.errors
+        self.results["worker_logs"] = worker_logs(self.dir, "huey-")
         return self.results
 
     def push_single_and_drain(self) -> None:
@@ -785,6 +801,10 @@ def print_report(results: dict[str, Any], params: Params) -> None:
     for system in ("chancy", "huey"):
         for error in (results.get(system) or {}).get("errors", []):
             print(f"  ! {system} error: {error}")
+        for name, lines in ((results.get(system) or {}).get("worker_logs") or {}).items():
+            print(f"  ! {system} worker log {name}:")
+            for text in lines:
+                print(f"      {text}")
 
 
 def effective_options(options: dict[str, Any]) -> dict[str, Any]:
