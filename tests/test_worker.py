@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import signal
 import statistics
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from chancy_lite import Chancy, Job, Limit, Queue, QueuedJob
 from chancy_lite.errors import MigrationsNeededError
 from chancy_lite.utils import UTC
 from chancy_lite.worker import Worker
-from tests.worker_support import REPO, gone, lines, pids, run_worker, until
+from tests.conftest import wait_until
+from tests.worker_support import REPO, Supervisor, gone, lines, pids, run_worker, until
 
 SUCCEEDED, FAILED = QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED
 MB = 1024 * 1024
@@ -399,6 +401,31 @@ def test_in_process_push_to_start_latency(chancy: Chancy) -> None:
 
     latencies = run_worker(chancy, body)
     assert statistics.median(latencies) < 0.05, sorted(latencies)
+
+
+def test_two_workers_on_one_file_run_each_job_once(chancy: Chancy, db_path: str, tmp_path: Path) -> None:
+    declare(chancy, concurrency=2)
+    path, long_path = str(tmp_path / "runs"), str(tmp_path / "long")
+    long = chancy.sync_push(Job(func="tests.jobs.pid_then_sleep", kwargs={"path": long_path, "seconds": 1.5}))
+    with Supervisor(db_path, "--queue", "default:2", log_path=tmp_path / "supervisor.log") as other:
+        other.wait_ready()
+        wait_until(lambda: pids(long_path), timeout=15, message="the other worker runs the long job")
+
+        async def body(worker: Worker) -> list[QueuedJob]:
+            # This worker started (and ran recover_orphans) while the other holds a live job: not recovered.
+            held = await chancy.get_job(long)
+            assert held is not None and held.state is QueuedJob.State.RUNNING and held.errors == []
+            refs = [ref async for batch in chancy.push_many(
+                [Job(func="tests.jobs.stamp", kwargs={"path": path, "value": str(i)}) for i in range(60)]
+            ) for ref in batch]
+            return await chancy.wait_for_jobs([*refs, long], timeout=30)
+
+        jobs = run_worker(chancy, body)
+        other.signal(signal.SIGTERM)
+        assert other.wait(15) == 0
+    assert all(j.state is SUCCEEDED and j.attempts == 1 and j.errors == [] for j in jobs)
+    values = [r[2] for r in lines(path)]
+    assert sorted(values, key=int) == [str(i) for i in range(60)]  # each job ran exactly once
 
 
 # ------------------------------------------------------------ a locked database

@@ -235,3 +235,30 @@ def test_start_recovers_orphans_but_not_live_holders(chancy: Chancy, tmp_path: P
     assert "died" in done.errors[0]["traceback"]
     held = chancy.sync_get_job(live)
     assert held is not None and held.state is RUNNING and held.errors == []  # its holder (this process) lives
+
+
+def test_a_stopped_child_is_not_taken_for_dead(chancy: Chancy, db_path: str, tmp_path: Path) -> None:
+    """A suspended process (SIGSTOP, a laptop asleep) still holds its job: another worker must not run it twice."""
+    declare(chancy, concurrency=1)
+    path = str(tmp_path / "paused")
+    ref = chancy.sync_push(Job(func="tests.jobs.pid_then_sleep", kwargs={"path": path, "seconds": 1}))
+    with Supervisor(db_path, "--queue", "default:1", log_path=tmp_path / "supervisor.log") as sup:
+        sup.wait_ready()
+        wait_until(lambda: pids(path), timeout=15, message="the job started")
+        child = pids(path)[0]
+        os.kill(child, signal.SIGSTOP)
+        try:
+
+            async def body(worker: Worker) -> QueuedJob | None:
+                await worker.recover_orphans()  # start() did it once already; once more for good measure
+                return await chancy.get_job(ref)
+
+            held = run_worker(chancy, body, heartbeat_timeout=HEARTBEAT_TIMEOUT)
+        finally:
+            os.kill(child, signal.SIGCONT)
+        assert held is not None and held.state is RUNNING and held.errors == []
+        done = chancy.sync_wait_for_job(ref, timeout=10)
+        sup.signal(signal.SIGTERM)
+        assert sup.wait(10) == 0
+    assert done is not None and done.state is SUCCEEDED and done.attempts == 1 and done.errors == []
+    assert pids(path) == [child]

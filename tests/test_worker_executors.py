@@ -201,3 +201,26 @@ def test_switching_a_queue_executor_at_runtime(chancy: Chancy) -> None:
         await asyncio.sleep(0)
 
     run_worker(chancy, body, queue_change_poll_interval=60)
+
+
+def test_stop_past_shutdown_timeout_releases_thread_and_async_jobs(chancy: Chancy, tmp_path: Path) -> None:
+    declare(chancy, "threads", Threaded, concurrency=1)
+    declare(chancy, "loop", Async, concurrency=1)
+    threaded, looped = str(tmp_path / "threaded"), str(tmp_path / "looped")
+
+    async def body(worker: Worker) -> list[str]:
+        refs = [
+            await chancy.push(Job(func="tests.jobs.sleep_in_steps", queue="threads",
+                                  kwargs={"seconds": 60, "path": threaded})),
+            await chancy.push(Job(func="tests.jobs.async_cancellable", queue="loop",
+                                  kwargs={"seconds": 60, "path": looped})),
+        ]
+        await until(lambda: lines(threaded) and lines(looped), timeout=10, message="both jobs started")
+        return [r.identifier for r in refs]
+
+    started = time.monotonic()
+    ids = run_worker(chancy, body, shutdown_timeout=0.5, stop_within=8)
+    assert time.monotonic() - started < 12
+    for job in chancy.sync_get_jobs(ids):
+        assert job.state is QueuedJob.State.PENDING, job  # released: retryable, the attempt not counted
+        assert job.attempts == 0 and job.errors == []
