@@ -210,3 +210,19 @@ def sleep_in_steps(*, seconds: float, path: str | None = None) -> None:
         if path:
             stamp(path=path, value=type(exc).__name__)
         raise
+
+
+def exit_job(*, code: int = 0) -> None:
+    """``sys.exit`` inside a job: a failure of the job, not of its worker."""
+    import sys
+
+    sys.exit(code)
+
+
+def interrupt_job() -> None:
+    raise KeyboardInterrupt
+
+
+def unserialisable_meta(*, ctx: QueuedJob) -> None:
+    ctx.meta["when"] = {1, 2}  # not JSON: stored as its repr
+    ctx.meta["ok"] = True

@@ -142,6 +142,32 @@ def test_retries_count_attempts_then_fail(chancy: Chancy) -> None:
     assert job.completed_at is not None
 
 
+def test_whatever_a_job_raises_is_recorded_and_the_child_keeps_serving(chancy: Chancy, tmp_path: Path) -> None:
+    declare(chancy, concurrency=1)
+    path = str(tmp_path / "pids")
+    cases = [
+        ("tests.nope.func", {}, "ImportError"),
+        ("tests.jobs.nope", {}, "ImportError"),
+        ("tests.jobs.exit_job", {"code": 0}, "SystemExit: 0"),
+        ("tests.jobs.exit_job", {"code": 3}, "SystemExit: 3"),
+        ("tests.jobs.interrupt_job", {}, "KeyboardInterrupt"),
+        ("tests.jobs.noop", {"unexpected": 1}, "unexpected keyword argument"),
+    ]
+    refs = [chancy.sync_push(Job(func="tests.jobs.stamp", kwargs={"path": path}))]
+    refs += [chancy.sync_push(Job(func=func, kwargs=kwargs)) for func, kwargs, _ in cases]
+    refs.append(chancy.sync_push(Job(func="tests.jobs.unserialisable_meta")))
+    refs.append(chancy.sync_push(Job(func="tests.jobs.stamp", kwargs={"path": path})))
+    jobs = run_worker(chancy, lambda w: chancy.wait_for_jobs(refs, timeout=20))
+    for (func, _, expected), job in zip(cases, jobs[1:-2], strict=True):
+        assert job.state is FAILED and job.attempts == 1, func
+        assert expected in job.errors[0]["traceback"], (func, job.errors)
+    meta_job = jobs[-2]
+    assert meta_job.state is SUCCEEDED and meta_job.meta == {"when": "{1, 2}", "ok": True}
+    assert jobs[0].state is SUCCEEDED and jobs[-1].state is SUCCEEDED
+    first, last = pids(path)
+    assert first == last  # none of it cost the child its life
+
+
 # ---------------------------------------------------------------------- limits
 
 
