@@ -63,9 +63,11 @@ class ChildConfig:
     worker_id: str
     key: str  # this child's name among its supervisor's children
     polling_interval: float
-    maximum_jobs: int | None = None
+    maximum_jobs: int | None = None  # replace the child after this many jobs
+    maximum_rss: int | None = None  # replace the child once its resident memory exceeds this many bytes
     batch_size: int = 1  # the most jobs claimed per transaction
     batch_window: float = 0.005  # claim about this many seconds of work at a time (bounds priority inversion)
+    autocheckpoint: int = 1000  # WAL pages; 0 when the supervisor checkpoints in the background
     timeout_grace: float = 5.0
     allowed_modules: tuple[str, ...] | None = None
     log_level: int | None = None
@@ -159,7 +161,8 @@ class Runner:
         self.pid = os.getpid()
         self.pid_start = proc.start_time(self.pid)
         self.conn = db.connect(
-            config.db_path, busy_timeout=config.busy_timeout, synchronous=config.synchronous, check=False
+            config.db_path, busy_timeout=config.busy_timeout, synchronous=config.synchronous, check=False,
+            autocheckpoint=config.autocheckpoint,
         )
         self.channel = wake.Channel(config.db_path)
         self.store = Store(config.prefix, self.channel)
@@ -194,6 +197,10 @@ class Runner:
                 self.advertise(False)
                 self.run_batch(jobs)
                 if self.config.maximum_jobs and self.jobs_run >= self.config.maximum_jobs:
+                    self.stopping = True
+                elif self.config.maximum_rss and proc.resident_bytes() > self.config.maximum_rss:
+                    log.info("child %s uses more than %s bytes of memory; it will be replaced", self.pid,
+                             self.config.maximum_rss)
                     self.stopping = True
         finally:
             self.flush()

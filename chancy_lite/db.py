@@ -175,8 +175,13 @@ def connect(
     journal_size_limit: int = 64 * 1024 * 1024,
     allow_network_fs: bool = False,
     check: bool = True,
+    autocheckpoint: int = 1000,
 ) -> Connection:
-    """Open a connection with the recipe. ``path`` is already parsed (see :func:`parse_path`)."""
+    """Open a connection with the recipe. ``path`` is already parsed (see :func:`parse_path`).
+
+    ``autocheckpoint`` is SQLite's WAL auto-checkpoint threshold in pages; 0 leaves checkpoints to someone else
+    (a worker's supervisor checkpoints in the background so that its children's commits never pay for it).
+    """
     synchronous = synchronous.upper()
     if synchronous not in SYNCHRONOUS:
         raise ConfigurationError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
@@ -189,6 +194,7 @@ def connect(
         try:
             conn.set_busy_handler(busy_handler(busy_timeout))
             conn.transaction_mode = "IMMEDIATE"
+            conn.wal_autocheckpoint(autocheckpoint)
             if path != MEMORY:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
                 if str(mode).lower() != "wal":

@@ -49,6 +49,18 @@ def is_alive(pid: int | None, started: int | None = None) -> bool:
     return started is None or int(fields[19]) == started
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux; 0 where unknown)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def set_parent_death_signal(sig: int = signal.SIGUSR2) -> None:
     """Ask Linux to send ``sig`` to this process when its parent (thread) dies."""
     try:

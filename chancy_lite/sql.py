@@ -353,4 +353,7 @@ ORDER BY w.worker_id
 
 # ----------------------------------------------------------------- inspection
 
+# Copy committed WAL frames into the database without blocking readers or writers.
+CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
+
 EXPLAIN = "EXPLAIN QUERY PLAN "

@@ -489,6 +489,10 @@ class Store:
 
     # ------------------------------------------------------------ inspection
 
+    def checkpoint(self, conn: Connection) -> tuple[int, int, int]:
+        """A passive WAL checkpoint: (busy, frames in the WAL, frames checkpointed)."""
+        return tuple(conn.execute(self.q.CHECKPOINT).fetchall()[0])  # type: ignore[return-value]
+
     def explain(self, conn: Connection, statement: str, params: Any = None) -> list[str]:
         """EXPLAIN QUERY PLAN of a named statement (``statement`` is its name in sql.py)."""
         text = getattr(self.q, statement)

@@ -61,6 +61,7 @@ class Worker:
         self.tags = set(tags or ())
         self.register_signal_handlers = register_signal_handlers
         self.allowed_modules = tuple(allowed_modules) if allowed_modules is not None else None
+        self.checkpoint_interval = 0.1
         self.hub = Hub()
         self.executors: dict[str, Executor] = {}
         # Executors of paused, removed or reconfigured queues, stopping in the background: name -> (executor, task).
@@ -142,6 +143,8 @@ class Worker:
             asyncio.create_task(self._every(self.heartbeat_poll_interval, self._heartbeat_step), name="heartbeat"),
             asyncio.create_task(self._queue_loop(), name="queues"),
         ]
+        if self.chancy.path != db.MEMORY:
+            self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
         if self.register_signal_handlers:
             self._install_signals()
         self.hub.emit("worker.started", {"worker_id": self.worker_id})
@@ -331,6 +334,21 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             await self._guarded(step)
+
+    async def _checkpoint_loop(self) -> None:
+        """Checkpoint the WAL in the background whenever it changed, so children's commits never stall on it
+        (they run with auto-checkpoints off) and the WAL stays small. Idle, this is one stat() per interval."""
+        wal = self.chancy.path + "-wal"
+        seen = None
+        while True:
+            await asyncio.sleep(self.checkpoint_interval)
+            try:
+                stamp = os.stat(wal).st_mtime_ns
+            except FileNotFoundError:
+                continue
+            if stamp != seen:
+                seen = stamp
+                await self._guarded(lambda: self._db(self.chancy.store.checkpoint))
 
     # ----------------------------------------------------- heartbeat, recovery
 

@@ -19,3 +19,7 @@ def mark_then_die(*, path: str, value: str) -> None:
 def mark_and_sleep(*, path: str, value: str, seconds: float) -> None:
     mark(path=path, value=value)
     time.sleep(seconds)
+
+
+def mark_pid(*, path: str) -> None:
+    mark(path=path, value=str(os.getpid()))

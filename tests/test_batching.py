@@ -101,3 +101,19 @@ def test_recovery_from_a_journal_keeps_outcomes_and_unstarted_attempts(chancy: C
     assert "died" in after[running.id].errors[0]["traceback"]
     assert after[unstarted.id].state is State.PENDING and after[unstarted.id].attempts == 0
     assert journal_mod.find(directory, worker_id, dead_pid) == []
+
+
+def test_a_child_over_its_memory_budget_is_replaced(chancy: Chancy, tmp_path: Path) -> None:
+    """maximum_memory_per_worker replaces a child once its resident memory exceeds the budget (here: always)."""
+    out = tmp_path / "pids.txt"
+    chancy.sync_declare(Queue("lean", concurrency=1, executor_options={"maximum_memory_per_worker": 1}))
+    refs = [chancy.sync_push(Job(func="tests.jobs_batch.mark_pid", queue="lean", kwargs={"path": str(out)}))
+            for _ in range(3)]
+
+    async def run() -> list[QueuedJob]:
+        async with Worker(chancy, register_signal_handlers=False):
+            return await chancy.wait_for_jobs(refs, timeout=30)
+
+    jobs = asyncio.run(run())
+    assert all(j.state is State.SUCCEEDED for j in jobs)
+    assert len(set(marks(out))) >= 2  # the first child was replaced after its first batch

@@ -37,7 +37,11 @@ class Executor(abc.ABC):
         self.worker = worker
         self.queue = queue
         options = dict(queue.executor_options)
-        self.maximum_jobs_per_worker: int | None = options.pop("maximum_jobs_per_worker", 100)
+        # Chancy replaces a child after 100 jobs. Spawning a child costs ~0.1 s of CPU, so with short jobs that
+        # caps a pool at a few hundred jobs/s: chancy_lite replaces a child when its memory grows past
+        # maximum_memory_per_worker instead (what recycling guards against), and after a job count only if asked.
+        self.maximum_jobs_per_worker: int | None = options.pop("maximum_jobs_per_worker", None)
+        self.maximum_memory_per_worker: int | None = options.pop("maximum_memory_per_worker", 512 * 1024 * 1024)
         self.batch_size: int = int(options.pop("batch_size", 64))
         self.batch_window: float = float(options.pop("batch_window", 0.005))
         self.timeout_grace: float = float(options.pop("timeout_grace", 5.0))
@@ -64,8 +68,10 @@ class Executor(abc.ABC):
             key=key,
             polling_interval=float(self.queue.polling_interval),
             maximum_jobs=self.maximum_jobs_per_worker,
+            maximum_rss=self.maximum_memory_per_worker,
             batch_size=self.batch_size,
             batch_window=self.batch_window,
+            autocheckpoint=0,  # the supervisor checkpoints in the background
             timeout_grace=self.timeout_grace,
             allowed_modules=self.worker.allowed_modules,
             log_level=self.worker.child_log_level(),
