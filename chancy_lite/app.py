@@ -67,6 +67,11 @@ class Chancy:
         self.clock = clock
         self.plugins = list(plugins or [])
         self.no_default_plugins = no_default_plugins
+        if not no_default_plugins:
+            from chancy_lite.plugins.pruner import Pruner
+
+            if not any(isinstance(p, Pruner) for p in self.plugins):
+                self.plugins.append(Pruner())
         self.store = Store(prefix)
         self._local = threading.local()
         self._lock = threading.Lock()

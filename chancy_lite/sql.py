@@ -272,6 +272,19 @@ RETURNING queue
 """
 PURGE_JOB = "DELETE FROM {p}jobs WHERE id = ?"
 
+# prune: delete up to ? finished jobs matching a rule ({{rule}} is compiled by the store from the pieces below).
+PRUNE_JOBS = """
+DELETE FROM {p}jobs WHERE rowid IN (
+    SELECT rowid FROM {p}jobs WHERE state IN ('succeeded', 'failed') AND ({{rule}}) LIMIT ?
+)
+"""
+PRUNE_COLUMNS = {"queue": "queue", "state": "state", "func": "func"}
+PRUNE_AGE = "(? - created_at)"  # microseconds since the job was created
+# Let "older than" rules use the finished-jobs index (for Age() > v and Age() >= v).
+PRUNE_FINISHED_BEFORE = "completed_at < ?"
+PRUNE_FINISHED_BY = "completed_at <= ?"
+PRUNE_OPERATORS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
 # list: newest first, optional filters (NULL = any).
 LIST_JOBS = (
     "SELECT "

@@ -355,6 +355,13 @@ class Store:
                 self.notify_push(conn, rows[0][0], 1)
         return bool(rows)
 
+    def prune_jobs(self, conn: Connection, rule: tuple[Any, ...], *, now: int, limit: int) -> int:
+        """Delete up to ``limit`` finished jobs matching a pruning rule (see chancy_lite.plugins.pruner)."""
+        where, params = _compile_rule(rule, now)
+        with conn:
+            conn.execute(self.q.PRUNE_JOBS.format(rule=where), [*params, limit])
+            return conn.changes()
+
     def purge_job(self, conn: Connection, job_id: str) -> bool:
         with conn:
             conn.execute(self.q.PURGE_JOB, (job_id,))
@@ -497,6 +504,25 @@ class Store:
         """EXPLAIN QUERY PLAN of a named statement (``statement`` is its name in sql.py)."""
         text = getattr(self.q, statement)
         return [row[-1] for row in conn.execute(sql.EXPLAIN + text, params).fetchall()]
+
+
+def _compile_rule(rule: tuple[Any, ...], now: int) -> tuple[str, list[Any]]:
+    """A pruning rule as a WHERE fragment and its parameters (every value bound, never spliced)."""
+    kind = rule[0]
+    if kind in ("and", "or"):
+        left, left_params = _compile_rule(rule[1], now)
+        right, right_params = _compile_rule(rule[2], now)
+        return f"({left}) {kind.upper()} ({right})", [*left_params, *right_params]
+    _, field, op, value = rule
+    operator = sql.PRUNE_OPERATORS[op]
+    if field == "age":
+        micros = int(float(value) * 1_000_000)
+        text = f"{sql.PRUNE_AGE} {operator} ?"
+        if op in (">", ">="):
+            finished = sql.PRUNE_FINISHED_BEFORE if op == ">" else sql.PRUNE_FINISHED_BY
+            return f"{finished} AND {text}", [now - micros, now, micros]
+        return text, [now, micros]
+    return f"{sql.PRUNE_COLUMNS[field]} {operator} ?", [value.value if hasattr(value, "value") else value]
 
 
 class _Statements:

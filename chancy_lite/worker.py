@@ -62,6 +62,7 @@ class Worker:
         self.register_signal_handlers = register_signal_handlers
         self.allowed_modules = tuple(allowed_modules) if allowed_modules is not None else None
         self.checkpoint_interval = 0.1
+        self.wal_warning_bytes = 256 * 2**20  # WAL size that means a stuck reader (checkpoints run every 0.1 s)
         self.hub = Hub()
         self.executors: dict[str, Executor] = {}
         # Executors of paused, removed or reconfigured queues, stopping in the background: name -> (executor, task).
@@ -145,6 +146,8 @@ class Worker:
         ]
         if self.chancy.path != db.MEMORY:
             self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
+        for plugin in self.chancy.plugins:
+            self._tasks.append(asyncio.create_task(self._run_plugin(plugin), name=plugin.get_identifier()))
         if self.register_signal_handlers:
             self._install_signals()
         self.hub.emit("worker.started", {"worker_id": self.worker_id})
@@ -335,20 +338,45 @@ class Worker:
             await asyncio.sleep(interval)
             await self._guarded(step)
 
+    async def _run_plugin(self, plugin: Any) -> None:
+        """A plugin's loop, restarted after a pause if it fails; its cleanup runs when the worker stops."""
+        try:
+            while True:
+                try:
+                    await plugin.run(self, self.chancy)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("plugin %s failed; restarting it in 5 s", plugin.get_identifier())
+                    await asyncio.sleep(5)
+        finally:
+            with contextlib.suppress(Exception):
+                await plugin.cleanup(self.chancy)
+
     async def _checkpoint_loop(self) -> None:
         """Checkpoint the WAL in the background whenever it changed, so children's commits never stall on it
         (they run with auto-checkpoints off) and the WAL stays small. Idle, this is one stat() per interval."""
         wal = self.chancy.path + "-wal"
         seen = None
+        warned = 0.0
         while True:
             await asyncio.sleep(self.checkpoint_interval)
             try:
-                stamp = os.stat(wal).st_mtime_ns
+                st = os.stat(wal)
             except FileNotFoundError:
                 continue
-            if stamp != seen:
-                seen = stamp
+            if st.st_mtime_ns != seen:
+                seen = st.st_mtime_ns
                 await self._guarded(lambda: self._db(self.chancy.store.checkpoint))
+            loop_time = asyncio.get_running_loop().time()
+            if st.st_size > self.wal_warning_bytes and loop_time - warned > 60:
+                warned = loop_time
+                log.warning(
+                    "the WAL of %s is %.0f MiB and checkpoints cannot shrink it: a connection is probably holding "
+                    "a read transaction open (a long query, an unfinished cursor, a stopped process); the WAL "
+                    "grows until it ends", self.chancy.path, st.st_size / 2**20,
+                )
 
     # ----------------------------------------------------- heartbeat, recovery
 
