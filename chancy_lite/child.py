@@ -68,6 +68,8 @@ class ChildConfig:
     batch_size: int = 1  # the most jobs claimed per transaction
     batch_window: float = 0.005  # claim about this many seconds of work at a time (bounds priority inversion)
     autocheckpoint: int = 1000  # WAL pages; 0 when the supervisor checkpoints in the background
+    rate_limit: int | None = None  # at most this many claims per rate_limit_window seconds, across all workers
+    rate_limit_window: float | None = None
     timeout_grace: float = 5.0
     allowed_modules: tuple[str, ...] | None = None
     log_level: int | None = None
@@ -172,6 +174,7 @@ class Runner:
         )
         self.pending: list[Outcome] = []
         self.average: float | None = None  # seconds per job, for sizing claims
+        self.rate_limited_until: int | None = None  # when the queue's current rate-limit window ends
         self.current: QueuedJob | None = None
         self.in_job = False
         self.stopping = False
@@ -249,14 +252,24 @@ class Runner:
                 store.complete_job(self.conn, outcome, worker_id=config.worker_id, pid=self.pid)
             if self.pending:
                 store.notify_done(self.conn)
+            now = self.now()
+            window = int(config.rate_limit_window * 1_000_000) if config.rate_limit and config.rate_limit_window else 0
+            self.rate_limited_until = None
+            if n and window:
+                n, window_end = store.take_rate_budget(
+                    self.conn, config.queue, n, now=now, limit=config.rate_limit or 0, window=window
+                )
+                self.rate_limited_until = window_end if n == 0 else None
             jobs = (
                 store.claim_jobs(
-                    self.conn, config.queue, n, now=self.now(), worker_id=config.worker_id, pid=self.pid,
+                    self.conn, config.queue, n, now=now, worker_id=config.worker_id, pid=self.pid,
                     pid_start=self.pid_start,
                 )
                 if n
                 else []
             )
+            if jobs and window:
+                store.spend_rate_budget(self.conn, config.queue, len(jobs), now=now, window=window)
         self.pending = []
         self.journal.reset()
         return jobs
@@ -282,6 +295,8 @@ class Runner:
         """Nothing to claim: sleep until woken, until the next job is due, or until the poll interval."""
         timeout = self.config.polling_interval
         due = self.with_retry(lambda: [self.store.next_due(self.conn, self.config.queue)])[0]
+        if due is not None and self.rate_limited_until is not None:
+            due = max(due, self.rate_limited_until)  # jobs wait, but not beyond the end of the rate window
         if due is not None:
             timeout = min(timeout, max(0.0, (due - self.now()) / 1e6))
         if timeout <= 0:

@@ -72,6 +72,8 @@ class Executor(abc.ABC):
             batch_size=self.batch_size,
             batch_window=self.batch_window,
             autocheckpoint=0,  # the supervisor checkpoints in the background
+            rate_limit=self.queue.rate_limit,
+            rate_limit_window=self.queue.rate_limit_window,
             timeout_grace=self.timeout_grace,
             allowed_modules=self.worker.allowed_modules,
             log_level=self.worker.child_log_level(),
