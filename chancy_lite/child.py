@@ -126,6 +126,15 @@ def resolve(path: str, allowed: tuple[str, ...] | None) -> Callable[..., Any]:
     return func
 
 
+def prepare_call(job: QueuedJob, allowed: tuple[str, ...] | None) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The job's function and its keyword arguments, the context injected where annotated."""
+    func = resolve(job.func, allowed)
+    kwargs = dict(job.kwargs)
+    for name in context_parameters(func):
+        kwargs[name] = job
+    return func, kwargs
+
+
 def outcome_for(
     job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, had_meta: bool, elapsed: float,
     now: int | None = None,
@@ -345,10 +354,7 @@ class Runner:
         error: BaseException | str | None = None
         state = State.SUCCEEDED
         try:
-            func = resolve(job.func, self.config.allowed_modules)
-            kwargs = dict(job.kwargs)
-            for name in context_parameters(func):
-                kwargs[name] = job
+            func, kwargs = prepare_call(job, self.config.allowed_modules)
             self.call(job, func, kwargs)
         except WorkerShutdown:
             state = State.PENDING

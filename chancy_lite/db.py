@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -60,7 +61,7 @@ def parse_path(path: str | os.PathLike[str]) -> str:
 def filesystem_type(path: str) -> str | None:
     """The type of the filesystem holding ``path``, from /proc/mounts (Linux), or None."""
     try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
             mounts = [line.split() for line in fh]
     except OSError:
         return None
@@ -69,11 +70,21 @@ def filesystem_type(path: str) -> str | None:
     for fields in mounts:
         if len(fields) < 3:
             continue
-        mount_point = fields[1].replace("\\040", " ")
+        mount_point = _unescape_mount_field(fields[1])
         inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
         if inside and len(mount_point) >= len(best):
             best, fstype = mount_point, fields[2]
     return fstype
+
+
+def _unescape_mount_field(field: str) -> str:
+    """/proc/mounts writes space, tab, newline and backslash in paths as octal escapes (``\\040``...)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def is_network_filesystem(fstype: str | None) -> bool:
+    """Whether SQLite's locking cannot be trusted on a filesystem of this type (network, FUSE, VM shares)."""
+    return fstype is not None and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse"))
 
 
 def check_path(path: str, *, allow_network_fs: bool = False) -> None:
@@ -99,7 +110,7 @@ def check_path(path: str, *, allow_network_fs: bool = False) -> None:
     elif not os.access(directory, os.W_OK):
         raise ReadOnlyDatabaseError(f"cannot create a database in {directory!r}: the directory is not writable")
     fstype = filesystem_type(directory)
-    if fstype and not allow_network_fs and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse")):
+    if not allow_network_fs and is_network_filesystem(fstype):
         raise ConfigurationError(
             f"{path!r} is on a {fstype} filesystem: SQLite's locking is unreliable there and jobs could run twice "
             "or the file could be corrupted. Put the queue file on a local disk, or pass allow_network_fs=True "

@@ -148,23 +148,20 @@ class Store:
 
     def notify_push(self, conn: Connection, queue: str, count: int) -> None:
         """Once ``conn`` commits, wake workers for ``count`` newly claimable jobs of ``queue`` (``*``: any)."""
-        channel = self.channel
-        if channel is None:
-            return
-        if conn.in_transaction:
-            conn.after_commit.append(lambda: channel.push(queue, count))
-        else:
-            channel.push(queue, count)
+        self._after_commit(conn, lambda channel: channel.push(queue, count))
 
     def notify(self, conn: Connection, kind: str, message: bytes) -> None:
         """Send ``message`` to listeners of ``kind`` once ``conn``'s transaction commits."""
+        self._after_commit(conn, lambda channel: channel.send(kind, message))
+
+    def _after_commit(self, conn: Connection, send: Callable[[wake.Channel], object]) -> None:
         channel = self.channel
         if channel is None:
             return
         if conn.in_transaction:
-            conn.after_commit.append(lambda: channel.send(kind, message))
+            conn.after_commit.append(lambda: send(channel))
         else:
-            channel.send(kind, message)
+            send(channel)
 
     # ----------------------------------------------------------- migrations
 

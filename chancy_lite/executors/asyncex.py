@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from chancy_lite.child import Runner, context_parameters, outcome_for, resolve
+from chancy_lite.child import Runner, outcome_for, prepare_call
 from chancy_lite.executors.base import Executor, Slot
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.store import Outcome
@@ -114,15 +114,12 @@ class AsyncExecutor(Executor):
         error: BaseException | str | None = None
         state = State.SUCCEEDED
         try:
-            func = resolve(job.func, self.worker.allowed_modules)
+            func, kwargs = prepare_call(job, self.worker.allowed_modules)
             if not inspect.iscoroutinefunction(func):
                 raise TypeError(
                     f"{job.func} is a plain function, but queue {self.queue.name!r} uses the Async executor, which "
                     "runs only `async def` functions: make it async or use the Process or Threaded executor"
                 )
-            kwargs = dict(job.kwargs)
-            for name in context_parameters(func):
-                kwargs[name] = job
             limit = job.limit(Limit.Type.TIME)
             coroutine = func(**kwargs) if not limit else asyncio.wait_for(func(**kwargs), limit)
             task = asyncio.ensure_future(coroutine)
