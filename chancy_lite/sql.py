@@ -295,6 +295,13 @@ ORDER BY id DESC
 LIMIT :limit
 """
 )
+# The same for waiting and running jobs, through their partial indexes (a few rows among millions of finished).
+LIST_WAITING_JOBS = LIST_JOBS.replace(
+    "FROM {p}jobs\nWHERE ", "FROM {p}jobs INDEXED BY {p}jobs_claim\nWHERE state IN ('pending', 'retrying') AND ", 1
+)
+LIST_RUNNING_JOBS = LIST_JOBS.replace(
+    "FROM {p}jobs\nWHERE ", "FROM {p}jobs INDEXED BY {p}jobs_running\nWHERE state = 'running' AND ", 1
+)
 COUNT_JOBS_BY_STATE = "SELECT queue, state, count(*) FROM {p}jobs GROUP BY queue, state"
 JOB_IDS_IN = "SELECT id, state FROM {p}jobs WHERE id IN (SELECT value FROM json_each(?))"
 

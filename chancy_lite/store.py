@@ -272,7 +272,9 @@ class Store:
         limit: int = 100,
     ) -> list[QueuedJob]:
         params = {"state": state, "queue": queue, "func": func, "limit": limit}
-        return [row_to_job(row) for row in conn.execute(self.q.LIST_JOBS, params).fetchall()]
+        statement = {"pending": self.q.LIST_WAITING_JOBS, "retrying": self.q.LIST_WAITING_JOBS,
+                     "running": self.q.LIST_RUNNING_JOBS}.get(state or "", self.q.LIST_JOBS)
+        return [row_to_job(row) for row in conn.execute(statement, params).fetchall()]
 
     def count_jobs(self, conn: Connection) -> list[tuple[str, str, int]]:
         return conn.execute(self.q.COUNT_JOBS_BY_STATE).fetchall()
