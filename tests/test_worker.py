@@ -470,7 +470,7 @@ LOCKER = textwrap.dedent(
 )
 
 
-def test_worker_rides_out_a_locked_database(db_path: str, tmp_path: Path) -> None:
+def test_worker_rides_out_a_locked_database(db_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # A short busy timeout, so the worker and its children see "database is locked" and must retry.
     with Chancy(db_path, busy_timeout=0.2) as chancy:
         chancy.sync_migrate()
@@ -496,6 +496,7 @@ def test_worker_rides_out_a_locked_database(db_path: str, tmp_path: Path) -> Non
             assert (await chancy.wait_for_job(after, timeout=10)).state is SUCCEEDED  # type: ignore[union-attr]
 
         run_worker(chancy, body, heartbeat_poll_interval=0.3)
+    assert "database busy" in caplog.text  # the supervisor did meet the lock, and retried
 
 
 # ----------------------------------------------------- identity, tags, events

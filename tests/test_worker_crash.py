@@ -102,7 +102,8 @@ def test_sigkill_of_the_supervisor_children_exit_and_a_new_worker_runs_the_job(
         # Children notice their supervisor's death on their own, and leave.
         wait_until(lambda: all(gone(pid) for pid in children), timeout=10, message="the children exited")
     job = chancy.sync_get_job(ref)
-    assert job is not None and job.state is not SUCCEEDED
+    # Interrupted by its supervisor's death: released by the child on its way out, or left for recovery.
+    assert job is not None and job.state in (QueuedJob.State.PENDING, RUNNING), job
 
     started = time.monotonic()
     done = run_worker(chancy, lambda w: chancy.wait_for_job(ref, timeout=10), heartbeat_timeout=HEARTBEAT_TIMEOUT)
