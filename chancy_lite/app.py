@@ -325,6 +325,9 @@ class Chancy:
     ) -> list[QueuedJob]:
         """Jobs newest first, optionally filtered."""
         state_value = QueuedJob.State(state).value if state is not None else None
+        if not isinstance(limit, int):
+            raise TypeError(f"limit must be an integer, got {limit!r}")
+        limit = min(limit, 2**62)  # "more than there can be" means all, not an overflow in SQLite
         return self._call(self.store.list_jobs, state=state_value, queue=queue, func=func, limit=limit)
 
     async def list_jobs(

@@ -36,7 +36,7 @@ from chancy_lite import db, proc, wake
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
 from chancy_lite.store import Outcome, Store
-from chancy_lite.utils import import_string, micros_now
+from chancy_lite.utils import check_json_depth, import_string, micros_now
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,19 @@ def outcome_for(
     now: int | None = None,
 ) -> Outcome:
     """The outcome of one run: SUCCEEDED, FAILED (RETRYING while attempts remain) or PENDING (released)."""
+    meta = None
+    if had_meta or job.meta:
+        try:
+            meta = _dump_meta(job.meta)
+        except Exception as exc:  # circular, too deep, a repr() that raises: the attempt fails, the old meta stays
+            if state is not State.PENDING:
+                note = f"the job's meta could not be saved, so the stored meta was kept: {type(exc).__name__}: {exc}"
+                if error is not None:
+                    note = f"{error if isinstance(error, str) else ''.join(traceback.format_exception(error))}\n{note}"
+                error, state = note, State.FAILED
     if state is State.FAILED and job.attempts + 1 < job.max_attempts:
         state = State.RETRYING
     log.info("job %s %s %s in %.1f ms", job.id, job.func, state.value, elapsed * 1000)
-    meta = _dump_meta(job.meta) if had_meta or job.meta else None
     if state is State.PENDING:
         return Outcome(job.id, job.attempts, State.PENDING, None, meta=meta)
     return Outcome(
@@ -420,7 +429,9 @@ class _NoLimits:
 
 
 def _dump_meta(meta: dict[str, Any]) -> str:
-    return json.dumps(meta, default=repr, allow_nan=True)
+    text = json.dumps(meta, default=repr, allow_nan=True)
+    check_json_depth(text, meta, "meta")
+    return text
 
 
 # ------------------------------------------------------------ process children

@@ -24,7 +24,7 @@ from chancy_lite.app import Chancy
 from chancy_lite.db import MEMORY
 from chancy_lite.errors import ChancyError, JobNotFoundError, MigrationsNeededError
 from chancy_lite.job import Job, Limit, QueuedJob
-from chancy_lite.queue import Executor, Queue
+from chancy_lite.queue import MAX_SECONDS, Executor, Queue
 from chancy_lite.utils import UTC, utcnow
 
 PROG = "chancy-lite"
@@ -41,7 +41,7 @@ class UsageError(Exception):
     """A mistake on the command line or in its input."""
 
 
-USER_ERRORS = (UsageError, ChancyError, KeyError, ValueError, TypeError)
+USER_ERRORS = (UsageError, ChancyError, KeyError, ValueError, TypeError, OverflowError)  # overflow: a huge number
 
 
 class _Parser(argparse.ArgumentParser):
@@ -254,6 +254,8 @@ POSITIVE_INT = _number(int, "an integer >= 1", lambda v: v >= 1)
 NON_NEGATIVE_INT = _number(int, "an integer >= 0", lambda v: v >= 0)
 POSITIVE_SECONDS = _number(float, "a number of seconds > 0", lambda v: v > 0)
 NON_NEGATIVE_SECONDS = _number(float, "a number of seconds >= 0", lambda v: v >= 0)
+DELAY_SECONDS = _number(float, f"a number of seconds from 0 to {MAX_SECONDS:g}", lambda v: 0 <= v <= MAX_SECONDS)
+RESUME_SECONDS = _number(float, f"a number of seconds > 0, at most {MAX_SECONDS:g}", lambda v: 0 < v <= MAX_SECONDS)
 
 
 def _executor(text: str) -> str:
@@ -291,7 +293,7 @@ def _add_queue_commands(commands: Subparsers) -> None:
     add_command(queues, "list", cmd_queue_list, "list queues")
     pause = add_command(queues, "pause", cmd_queue_pause, "stop claiming jobs from a queue")
     pause.add_argument("name")
-    pause.add_argument("--resume-in", type=POSITIVE_SECONDS, metavar="SECONDS", help="resume automatically after this")
+    pause.add_argument("--resume-in", type=RESUME_SECONDS, metavar="SECONDS", help="resume automatically after this")
     add_command(queues, "resume", cmd_queue_resume, "resume a paused queue").add_argument("name")
     delete = add_command(queues, "delete", cmd_queue_delete, "delete a queue and its jobs")
     delete.add_argument("name")
@@ -308,7 +310,7 @@ def _add_push_command(queues: Subparsers) -> None:
     push.add_argument("--priority", type=int, default=0, metavar="N", help="higher runs first")
     push.add_argument("--max-attempts", type=int, default=1, metavar="N", help="total number of tries")
     push.add_argument("--unique-key", metavar="K", help="push nothing if an unfinished job has this key")
-    push.add_argument("--delay", type=NON_NEGATIVE_SECONDS, default=0.0, metavar="SECONDS", help="run no sooner")
+    push.add_argument("--delay", type=DELAY_SECONDS, default=0.0, metavar="SECONDS", help="run no sooner")
 
 
 def _add_job_commands(commands: Subparsers) -> None:

@@ -61,6 +61,15 @@ class Limit:
         return cls(Limit.Type(data["t"]), data["v"])
 
 
+def _is_text(value: str) -> bool:
+    """Whether ``value`` can be stored as UTF-8 (it holds no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise InvalidJobError(message)
@@ -106,7 +115,7 @@ class Job:
         _check(
             isinstance(self.max_attempts, int)
             and not isinstance(self.max_attempts, bool)
-            and self.max_attempts >= 1,
+            and 1 <= self.max_attempts < 2**62,
             f"max_attempts must be an integer >= 1 (the total number of tries), got {self.max_attempts!r}",
         )
         _check(
@@ -117,6 +126,10 @@ class Job:
         _check(
             self.unique_key is None or (isinstance(self.unique_key, str) and self.unique_key != ""),
             f"unique_key must be a non-empty string or None, got {self.unique_key!r}",
+        )
+        _check(
+            self.unique_key is None or _is_text(self.unique_key),
+            f"unique_key {self.unique_key!r} is not valid text: it holds a lone surrogate (undecodable bytes?)",
         )
         _check(
             isinstance(self.limits, list | tuple) and all(isinstance(lim, Limit) for lim in self.limits),

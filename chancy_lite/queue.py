@@ -24,6 +24,10 @@ class Executor(enum.StrEnum):
         return self.value
 
 
+# The longest wait a worker accepts (its waits go to select(), which overflows somewhere past 10**11 s).
+MAX_SECONDS = 1e9
+
+
 def _fail(message: str) -> None:
     raise InvalidQueueError(message)
 
@@ -55,7 +59,8 @@ class Queue:
         except ValueError:
             _fail(f"queue state must be 'active' or 'paused', got {self.state!r}")
         if self.concurrency is not None and (
-            isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1
+            isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int)
+            or not 1 <= self.concurrency < 2**62
         ):
             _fail(f"concurrency must be None (the executor's default) or an integer >= 1, got {self.concurrency!r}")
         if isinstance(self.tags, str) or not all(isinstance(t, str) for t in self.tags):
@@ -74,16 +79,19 @@ class Queue:
         dump_json(self.executor_options, "executor_options")
         if isinstance(self.polling_interval, bool) or not isinstance(self.polling_interval, int | float):
             _fail(f"polling_interval must be a number of seconds, got {self.polling_interval!r}")
-        if not self.polling_interval > 0:
-            _fail(f"polling_interval must be > 0 seconds, got {self.polling_interval!r}")
+        if not 0 < self.polling_interval <= MAX_SECONDS:
+            _fail(f"polling_interval must be > 0 and at most {MAX_SECONDS:g} seconds, got {self.polling_interval!r}")
         if (self.rate_limit is None) != (self.rate_limit_window is None):
             _fail("rate_limit and rate_limit_window go together: give both (N jobs per W seconds) or neither")
-        if self.rate_limit is not None and (not isinstance(self.rate_limit, int) or self.rate_limit < 1):
+        if self.rate_limit is not None and (not isinstance(self.rate_limit, int) or not 1 <= self.rate_limit < 2**62):
             _fail(f"rate_limit must be an integer >= 1, got {self.rate_limit!r}")
         if self.rate_limit_window is not None and not (
-            isinstance(self.rate_limit_window, int | float) and self.rate_limit_window > 0
+            isinstance(self.rate_limit_window, int | float) and 0 < self.rate_limit_window <= MAX_SECONDS
         ):
-            _fail(f"rate_limit_window must be a positive number of seconds, got {self.rate_limit_window!r}")
+            _fail(
+                f"rate_limit_window must be a positive number of seconds (at most {MAX_SECONDS:g}),"
+                f" got {self.rate_limit_window!r}"
+            )
         if self.resume_at is not None:
             if not isinstance(self.resume_at, dt.datetime):
                 _fail(f"resume_at must be a datetime, got {self.resume_at!r}")

@@ -171,15 +171,37 @@ def micros_now() -> int:
 
 _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
+# Python's json decodes nested lists and objects recursively: a value nested nearly as deep as the encoder
+# allows could be stored, then fail to decode in a worker or a reader further down the stack. Refuse it instead.
+MAX_JSON_DEPTH = 256
+
 
 def dump_json(value: Any, what: str) -> str:
     """Serialise to compact JSON or raise NotSerializableError naming ``what``."""
     from chancy_lite.errors import NotSerializableError
 
     try:
-        return _encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+        text = _encode(value)
+    except RecursionError:
+        raise NotSerializableError(f"{what} is nested more than {MAX_JSON_DEPTH} lists or objects deep") from None
+    except (TypeError, ValueError) as exc:
         raise NotSerializableError(f"{what} must be JSON-serialisable: {exc}") from None
+    check_json_depth(text, value, what, NotSerializableError)
+    return text
+
+
+def check_json_depth(text: str, value: Any, what: str, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` if ``value`` (encoded as ``text``) nests lists and objects deeper than MAX_JSON_DEPTH."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return  # the common case: too few brackets to nest that deep
+    depth, level = 0, [value]
+    while level:
+        level = [v for v in level if isinstance(v, dict | list | tuple)]
+        if level:
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise error(f"{what} is nested more than {MAX_JSON_DEPTH} lists or objects deep")
+            level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)]
 
 
 def check_finite(value: Any) -> bool:
