@@ -197,6 +197,8 @@ class Runner:
         self.in_job = False
         self.stopping = False
         self.cancelled: str | None = None
+        # Cancels that arrived for jobs of this batch that had not started yet (checked before each starts).
+        self.cancelled_claims: set[str] = set()
         self.jobs_run = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Future[Any] | None = None
@@ -230,6 +232,12 @@ class Runner:
     def run_batch(self, jobs: list[QueuedJob]) -> None:
         """Run claimed jobs in order, journaling each; give the rest back when stopping or past the window."""
         deadline = time.perf_counter() + 2 * self.config.batch_window
+        try:
+            self._run_batch(jobs, deadline)
+        finally:
+            self.cancelled_claims.clear()  # a cancel can only be meant for a job claimed before it was sent
+
+    def _run_batch(self, jobs: list[QueuedJob], deadline: float) -> None:
         for index, job in enumerate(jobs):
             if self.stopping or (index and time.perf_counter() > deadline):
                 self.pending.extend(self.release(j) for j in jobs[index:])
@@ -345,6 +353,15 @@ class Runner:
                 job_id = message[2:].decode()
                 if self.current is not None and self.current.id == job_id:
                     self.cancelled = job_id
+                else:  # claimed in this batch but not started yet (or already done: then it costs one read)
+                    self.cancelled_claims.add(job_id)
+
+    def cancelled_before_start(self, job: QueuedJob) -> bool:
+        """Whether ``job``, claimed by us, was cancelled (or taken from us) before it started."""
+        if job.id not in self.cancelled_claims:
+            return False
+        states = self.with_retry(lambda: [self.store.job_states(self.conn, [job.id])])[0]
+        return states.get(job.id) != State.RUNNING.value
 
     def close(self) -> None:
         self.advertise(False)
@@ -357,7 +374,12 @@ class Runner:
 
     def execute(self, job: QueuedJob) -> Outcome | None:
         """Run one claimed job and return its outcome (not yet written); None if it was cancelled."""
-        self.current, self.cancelled = job, None
+        self.cancelled = None
+        self.current = job  # from here on, a cancel of this job sets self.cancelled
+        if self.cancelled_before_start(job):
+            self.current = None
+            log.info("job %s %s was cancelled before it started", job.id, job.func)
+            return None  # cancel_job already wrote the final state
         had_meta = bool(job.meta)
         started = time.perf_counter()
         error: BaseException | str | None = None

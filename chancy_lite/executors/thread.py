@@ -48,6 +48,8 @@ class ThreadedExecutor(Executor):
                 runner.cancelled = job_id
                 runner.interrupt(JobCancelled)
                 return True
+        for runner in self.runners.values():  # it may be claimed in a batch, not started yet
+            runner.cancelled_claims.add(job_id)
         return False
 
     async def stop(self, timeout: float) -> None:
