@@ -114,6 +114,9 @@ def test_checker_flags_cancelled_jobs_that_ran_on() -> None:
     target = planned(0, "a", cancel_sent=T0 + 2.5)
     assert checked([target], [job], [("a", 0, 100, T0 + 1, T0 + 1.5, "raised:JobCancelled")]) == {}
     assert checked([target], [job], [("a", 0, 100, T0 + 3, T0 + 3.5, "ok")]) == {"ran_after_cancel": 1}
+    # Claimed before the cancel, started before the child heard of it: it must be interrupted (or cut short).
+    assert checked([target], [job], [("a", 0, 100, T0 + 2.6, T0 + 2.601, "raised:JobCancelled")]) == {}
+    assert checked([target], [job], [("a", 0, 100, T0 + 2.6, None, None)]) == {}
     assert checked([planned(0, "a")], [job], []) == {"unexpected_cancel": 1}
     # A cancel that returned before the job finished must have left its error entry.
     done = stored("a", state="succeeded", completed_at=dt.datetime.fromtimestamp(T0 + 5, dt.UTC))
