@@ -368,6 +368,7 @@ GET_ALL_WORKERS = """
 SELECT w.worker_id, w.hostname, w.pid, w.tags, w.queues, w.last_seen, w.expires_at,
        (l.worker_id IS NOT NULL AND l.expires_at >= :now) AS is_leader
 FROM {p}workers AS w LEFT JOIN {p}leader AS l ON l.worker_id = w.worker_id
+WHERE w.expires_at >= :now
 ORDER BY w.worker_id
 """
 

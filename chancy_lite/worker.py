@@ -391,6 +391,9 @@ class Worker:
     async def _heartbeat_step(self) -> None:
         await self.heartbeat()
         await self.recover_orphans()
+        # Rows of workers that stopped beating (killed, or asleep: a sleeping one writes its row again on waking).
+        for worker_id in await self._db(self.chancy.store.delete_expired_workers, now=self.chancy.now()):
+            log.info("removed the row of worker %s: no heartbeat for over its heartbeat_timeout", worker_id)
 
     async def recover_process(self, pid: int | None, how: str, grace: float) -> None:
         """Recover the jobs a dead process of ours held, counting each attempt."""

@@ -263,3 +263,35 @@ def test_a_stopped_child_is_not_taken_for_dead(chancy: Chancy, db_path: str, tmp
         assert sup.wait(10) == 0
     assert done is not None and done.state is SUCCEEDED and done.attempts == 1 and done.errors == []
     assert pids(path) == [child]
+
+
+def test_a_dead_workers_row_expires_and_is_removed(chancy: Chancy) -> None:
+    """get_all_workers() lists live workers only; a live worker removes the rows of expired ones."""
+    import asyncio
+
+    import apsw
+
+    from chancy_lite.worker import Worker
+
+    now = chancy.now()
+    chancy._call(chancy.store.upsert_worker, worker_id="ghost", hostname="elsewhere", pid=1, pid_start=None,
+                 tags=[], queues=[], now=now - 10_000_000, expires_at=now - 1_000_000)
+    assert [w["worker_id"] for w in chancy.sync_get_all_workers()] == []
+    raw = apsw.Connection(chancy.path)
+
+    def rows() -> set[str]:
+        return {r[0] for r in raw.execute("SELECT worker_id FROM chancy_workers").fetchall()}
+
+    assert "ghost" in rows()
+
+    async def run() -> tuple[list[str], str]:
+        async with Worker(chancy, register_signal_handlers=False, heartbeat_poll_interval=0.05) as worker:
+            deadline = asyncio.get_running_loop().time() + 10
+            while "ghost" in rows():
+                assert asyncio.get_running_loop().time() < deadline, "the expired row was never removed"
+                await asyncio.sleep(0.02)
+            return [w["worker_id"] for w in await chancy.get_all_workers()], worker.worker_id
+
+    listed, live = asyncio.run(run())
+    raw.close()
+    assert listed == [live]
