@@ -67,7 +67,6 @@ class Worker:
         self.executors: dict[str, Executor] = {}
         # Executors of paused, removed or reconfigured queues, stopping in the background: name -> (executor, task).
         self._retiring: dict[str, tuple[Executor, asyncio.Task[None]]] = {}
-        self.socket_path: str | None = None
         self._listener: wake.Listener | None = None
         self._channel: wake.Channel | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -135,7 +134,6 @@ class Worker:
         self._channel = store.channel
         if self._channel is not None:
             self._listener = wake.Listener(self._channel, wake.WORKER)
-            self.socket_path = self._listener.path
             asyncio.get_running_loop().add_reader(self._listener.fileno(), self._on_datagrams)
         await self.heartbeat()
         await self.recover_orphans()
