@@ -511,9 +511,10 @@ class Store:
 
     # ------------------------------------------------------------ inspection
 
-    def checkpoint(self, conn: Connection) -> tuple[int, int, int]:
-        """A passive WAL checkpoint: (busy, frames in the WAL, frames checkpointed)."""
-        return tuple(conn.execute(self.q.CHECKPOINT).fetchall()[0])  # type: ignore[return-value]
+    def checkpoint(self, conn: Connection, *, truncate: bool = False) -> tuple[int, int, int]:
+        """A WAL checkpoint, passive or truncating: (busy, frames in the WAL, frames checkpointed)."""
+        statement = self.q.CHECKPOINT_TRUNCATE if truncate else self.q.CHECKPOINT
+        return tuple(conn.execute(statement).fetchall()[0])  # type: ignore[return-value]
 
     def explain(self, conn: Connection, statement: str, params: Any = None) -> list[str]:
         """EXPLAIN QUERY PLAN of a named statement (``statement`` is its name in sql.py)."""

@@ -62,6 +62,7 @@ class Worker:
         self.register_signal_handlers = register_signal_handlers
         self.allowed_modules = tuple(allowed_modules) if allowed_modules is not None else None
         self.checkpoint_interval = 0.1
+        self.wal_truncate_bytes = 16 * 2**20  # past this, checkpoints wait briefly for readers and truncate the WAL
         self.wal_warning_bytes = 256 * 2**20  # WAL size that means a stuck reader (checkpoints run every 0.1 s)
         self.hub = Hub()
         self.executors: dict[str, Executor] = {}
@@ -358,23 +359,34 @@ class Worker:
         wal = self.chancy.path + "-wal"
         seen = None
         warned = 0.0
-        while True:
-            await asyncio.sleep(self.checkpoint_interval)
-            try:
-                st = os.stat(wal)
-            except FileNotFoundError:
-                continue
-            if st.st_mtime_ns != seen:
+        # Its own connection, whose short busy timeout bounds how long a truncating checkpoint holds off writers.
+        conn = await asyncio.to_thread(
+            db.connect, self.chancy.path, busy_timeout=0.1, synchronous=self.chancy.synchronous, check=False
+        )
+        try:
+            while True:
+                await asyncio.sleep(self.checkpoint_interval)
+                try:
+                    st = os.stat(wal)
+                except FileNotFoundError:
+                    continue
+                if st.st_mtime_ns == seen:
+                    continue
                 seen = st.st_mtime_ns
-                await self._guarded(lambda: self._db(self.chancy.store.checkpoint))
-            loop_time = asyncio.get_running_loop().time()
-            if st.st_size > self.wal_warning_bytes and loop_time - warned > 60:
-                warned = loop_time
-                log.warning(
-                    "the WAL of %s is %.0f MiB and checkpoints cannot shrink it: a connection is probably holding "
-                    "a read transaction open (a long query, an unfinished cursor, a stopped process); the WAL "
-                    "grows until it ends", self.chancy.path, st.st_size / 2**20,
-                )
+                truncate = st.st_size > self.wal_truncate_bytes
+                try:
+                    await asyncio.to_thread(self.chancy.store.checkpoint, conn, truncate=truncate)
+                except Exception as exc:  # busy past 0.1 s, or a transient error: next time
+                    log.debug("checkpoint skipped: %s", exc)
+                if st.st_size > self.wal_warning_bytes and asyncio.get_running_loop().time() - warned > 60:
+                    warned = asyncio.get_running_loop().time()
+                    log.warning(
+                        "the WAL of %s is %.0f MiB and checkpoints cannot shrink it: a connection is probably "
+                        "holding a read transaction open (a long query, an unfinished cursor, a stopped process); "
+                        "the WAL grows until it ends", self.chancy.path, st.st_size / 2**20,
+                    )
+        finally:
+            conn.close()
 
     # ----------------------------------------------------- heartbeat, recovery
 
