@@ -60,16 +60,10 @@ NOBODY = 65534
 
 
 class Launched(Supervisor):
-    """``python -m tests.fault_worker DB ...`` in its own session (its own process group), stderr kept in a file."""
+    """``tests.worker_main`` on a file migrated already, with a 10 s shutdown timeout, in its own session."""
 
     def __init__(self, db_path: str, *args: str, log_path: str | Path) -> None:
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in close())
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "tests.fault_worker", db_path, *args],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, start_new_session=True,
-        )
-        self.pid = self.popen.pid
+        super().__init__(db_path, "--no-migrate", "--shutdown-timeout", "10", *args, log_path=log_path)
 
     def running(self) -> bool:
         return self.popen.poll() is None

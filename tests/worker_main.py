@@ -1,8 +1,9 @@
 """A worker supervisor as its own process, for tests that signal it (SIGTERM, SIGKILL).
 
-``python -m tests.worker_main DB_PATH [--queue name:concurrency]... [--shutdown-timeout S]``
-migrates the file, declares the queues, runs a ``Worker`` with its signal handlers until it
-stops, and prints ``ready`` once it has started. Exits 0 after an orderly shutdown.
+``python -m tests.worker_main DB_PATH [--queue name:concurrency]... [--shutdown-timeout S] [--busy-timeout S]
+[--heartbeat-timeout S] [--heartbeat-poll-interval S] [--worker-id ID] [--no-migrate]`` migrates the file
+(unless told not to), declares the queues, runs a ``Worker`` with its signal handlers until it stops, and prints
+``ready`` once it has started. Exits 0 after an orderly shutdown.
 """
 
 from __future__ import annotations
@@ -27,13 +28,21 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--queue", action="append", type=parse_queue, default=[])
     parser.add_argument("--shutdown-timeout", type=float, default=30.0)
     parser.add_argument("--heartbeat-timeout", type=float, default=90.0)
+    parser.add_argument("--heartbeat-poll-interval", type=float, default=30.0)
+    parser.add_argument("--busy-timeout", type=float, default=30.0)
+    parser.add_argument("--worker-id")
+    parser.add_argument("--no-migrate", action="store_true", help="the file is migrated already (or must be)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    async with Chancy(args.db_path) as chancy:
-        await chancy.migrate()
+    async with Chancy(args.db_path, busy_timeout=args.busy_timeout) as chancy:
+        if not args.no_migrate:
+            await chancy.migrate()
         for queue in args.queue:
             await chancy.declare(queue, upsert=True)
-        worker = Worker(chancy, shutdown_timeout=args.shutdown_timeout, heartbeat_timeout=args.heartbeat_timeout)
+        worker = Worker(
+            chancy, worker_id=args.worker_id, shutdown_timeout=args.shutdown_timeout,
+            heartbeat_timeout=args.heartbeat_timeout, heartbeat_poll_interval=args.heartbeat_poll_interval,
+        )
         await worker.start()
         print("ready", flush=True)
         await worker.wait_for_shutdown()
