@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
@@ -70,6 +70,16 @@ SLEEP_VARIANTS = ("default", "norestart", "custom")
 # sparse because chancy's count_jobs() scans the table (~4 ms at 20,000 rows) and the machine has 2 CPUs.
 POLL_FIRST, POLL_REST = 0.05, 0.1
 HUEY_FAST_FLAGS = ["-d", "0.001", "-b", "1"]
+
+
+def run_step(system: str, name: str, step: Callable[[], object], errors: list[str]) -> None:
+    """Run one measurement; a failure is printed and recorded, and the others still run."""
+    log(f"{system}: {name}")
+    try:
+        step()
+    except Exception as exc:
+        traceback.print_exc()
+        errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
 
 @dataclasses.dataclass
@@ -338,12 +348,7 @@ class ChancyBench:
             ("claim", self.claim),
             ("sleep_drain", self.sleep_drain),
         ):
-            log(f"chancy: {name}")
-            try:
-                step()
-            except Exception as exc:
-                traceback.print_exc()
-                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            run_step("chancy", name, step, self.errors)
         self.results["errors"] = self.errors
         self.results["worker_logs"] = worker_logs(self.dir, "chancy-")
         return self.results
@@ -543,12 +548,7 @@ class HueyBench:
             ("latency_default", lambda: self.latency("default", [])),
             ("latency_fast", lambda: self.latency("fast", HUEY_FAST_FLAGS)),
         ):
-            log(f"huey: {name}")
-            try:
-                step()
-            except Exception as exc:
-                traceback.print_exc()
-                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            run_step("huey", name, step, self.errors)
         self.results["errors"] = self.errors
         self.results["worker_logs"] = worker_logs(self.dir, "huey-")
         return self.results
