@@ -39,8 +39,6 @@ NETWORK_FILESYSTEMS = frozenset(
 )
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-Busy = apsw.BusyError
-Full = apsw.FullError
 
 
 def parse_path(path: str | os.PathLike[str]) -> str:

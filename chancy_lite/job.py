@@ -236,7 +236,6 @@ class QueuedJob(Job):
 
 
 FINISHED_STATES = frozenset({QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED})
-ACTIVE_STATES = frozenset({QueuedJob.State.PENDING, QueuedJob.State.RUNNING, QueuedJob.State.RETRYING})
 
 
 class Reference:

@@ -148,7 +148,6 @@ _JOB_COLUMNS = (
     "id, queue, func, kwargs, limits, meta, state, priority, attempts, max_attempts, taken_by,"
     " created_at, started_at, completed_at, scheduled_at, unique_key, errors"
 )
-JOB_COLUMNS = [c.strip() for c in _JOB_COLUMNS.split(",")]
 
 # push: a new pending job. A duplicate active unique_key inserts nothing.
 INSERT_JOB = """
@@ -311,7 +310,6 @@ _QUEUE_COLUMNS = (
     "name, state, concurrency, tags, executor, executor_options, polling_interval,"
     " rate_limit, rate_limit_window, resume_at, eager_polling"
 )
-QUEUE_COLUMNS = [c.strip() for c in _QUEUE_COLUMNS.split(",")]
 # declare: insert a queue, or leave the stored one as it is.
 INSERT_QUEUE = (
     "INSERT INTO {p}queues (" + _QUEUE_COLUMNS + ", created_at, updated_at)"

@@ -17,7 +17,7 @@ from typing import Any
 
 from chancy_lite import sql, wake
 from chancy_lite.db import Connection
-from chancy_lite.errors import MigrationsNeededError, SchemaTooNewError
+from chancy_lite.errors import SchemaTooNewError
 from chancy_lite.job import Job, Limit, QueuedJob
 from chancy_lite.queue import Queue
 from chancy_lite.utils import dump_json, from_micros, to_micros
@@ -187,12 +187,6 @@ class Store:
         versions = self.migration_versions(conn)
         self.check_versions(versions)
         return all(versions.get(key, 0) == len(steps) for key, steps in self.migrations.items())
-
-    def require_up_to_date(self, conn: Connection) -> None:
-        if not self.is_up_to_date(conn):
-            raise MigrationsNeededError(
-                "the database schema is not up to date: run `chancy-lite --db PATH migrate` or `chancy.migrate()`"
-            )
 
     def migrate(self, conn: Connection, to_version: int | None = None, *, key: str | None = None) -> list[str]:
         """Step every key (or one) up or down, each step in its own transaction. Returns what ran."""

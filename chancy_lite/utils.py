@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import importlib
 import json
-import math
 import os
 import random
 import sys
@@ -203,9 +202,6 @@ def check_json_depth(text: str, value: Any, what: str, error: type[Exception] = 
                 raise error(f"{what} is nested more than {MAX_JSON_DEPTH} lists or objects deep")
             level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)]
 
-
-def check_finite(value: Any) -> bool:
-    return not (isinstance(value, float) and (math.isnan(value) or math.isinf(value)))
 
 
 Clock = Callable[[], dt.datetime]
