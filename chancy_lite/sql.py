@@ -229,6 +229,12 @@ GET_HELD_JOBS = (
 WHERE state = 'running' AND taken_by = :worker_id AND holder_pid = :pid
 """
 )
+# Running jobs of one worker that have limits (for the supervisor's backstop on TIME limits).
+GET_LIMITED_RUNNING_JOBS = """
+SELECT id, holder_pid, started_at, limits FROM {p}jobs INDEXED BY {p}jobs_running
+WHERE state = 'running' AND taken_by = ? AND limits != '[]'
+"""
+
 # recover one job held by a dead process -> retrying / failed, counting the attempt.
 RECOVER_JOB = """
 UPDATE {p}jobs

@@ -389,6 +389,15 @@ class Store:
         rows = conn.execute(self.q.GET_HELD_JOBS, {"worker_id": worker_id, "pid": pid}).fetchall()
         return [row_to_job(row) for row in rows]
 
+    def time_limited_jobs(self, conn: Connection, worker_id: str) -> list[tuple[str, int, int, float]]:
+        """(id, holder pid, started_at, TIME limit in seconds) of a worker's running jobs that have one."""
+        found = []
+        for job_id, pid, started_at, limits in conn.execute(self.q.GET_LIMITED_RUNNING_JOBS, (worker_id,)).fetchall():
+            for limit in json.loads(limits):
+                if limit.get("t") == Limit.Type.TIME.value:
+                    found.append((job_id, pid, started_at, float(limit["v"])))
+        return found
+
     def recover_jobs(
         self, conn: Connection, worker_id: str, pid: int | None, reason: Callable[[QueuedJob], str], *, now: int,
         started: set[str] | None = None, outcomes: Sequence[Outcome] = (),

@@ -147,6 +147,7 @@ class Worker:
             self._tasks.append(asyncio.create_task(self._checkpoint_loop(), name="checkpoint"))
         for plugin in self.chancy.plugins:
             self._tasks.append(asyncio.create_task(self._run_plugin(plugin), name=plugin.get_identifier()))
+        self._tasks.append(asyncio.create_task(self._every(1.0, self._enforce_time_limits), name="time limits"))
         if self.register_signal_handlers:
             self._install_signals()
         self.hub.emit("worker.started", {"worker_id": self.worker_id})
@@ -352,6 +353,26 @@ class Worker:
         finally:
             with contextlib.suppress(Exception):
                 await plugin.cleanup(self.chancy)
+
+    async def _enforce_time_limits(self) -> None:
+        """Backstop for TIME limits: a child still running a job well past its limit and grace period (its own
+        watchdog was disabled or did not fire) is killed; its job is then recovered as timed out."""
+        children = {
+            p.pid: ex for ex in self.executors.values() for p in getattr(ex, "processes", {}).values()
+        }
+        if not children:
+            return
+        now = self.chancy.now()
+        for job_id, pid, started_at, limit in await self._db(self.chancy.store.time_limited_jobs, self.worker_id):
+            executor = children.get(pid)
+            if executor is None or started_at is None:
+                continue
+            overdue = (now - started_at) / 1e6 - limit - 2 * executor.timeout_grace
+            if overdue > 0:
+                log.warning("job %s is %.1f s past its time limit and grace period; killing its process %s",
+                            job_id, overdue, pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     async def _checkpoint_loop(self) -> None:
         """Checkpoint the WAL in the background whenever it changed, so children's commits never stall on it

@@ -117,3 +117,29 @@ def test_a_child_over_its_memory_budget_is_replaced(chancy: Chancy, tmp_path: Pa
     jobs = asyncio.run(run())
     assert all(j.state is State.SUCCEEDED for j in jobs)
     assert len(set(marks(out))) >= 2  # the first child was replaced after its first batch
+
+
+def test_supervisor_kills_a_job_that_disarmed_its_own_time_limit(chancy: Chancy, tmp_path: Path) -> None:
+    """The backstop: a job past its TIME limit and grace, with the child's watchdog gone, is killed by the
+    supervisor and recorded as timed out; the queue goes on."""
+    from chancy_lite import Limit
+
+    out = tmp_path / "marks.txt"
+    chancy.sync_declare(Queue("stuck", concurrency=1, executor_options={"timeout_grace": 0.5}))
+    hung = chancy.sync_push(Job(func="tests.jobs_batch.disarm_watchdog_and_hang", queue="stuck",
+                                kwargs={"path": str(out)}, limits=[Limit(Limit.Type.TIME, 0.5)]))
+    after = chancy.sync_push(
+        Job(func="tests.jobs_batch.mark", queue="stuck", kwargs={"path": str(out), "value": "next"})
+    )
+
+    async def run() -> list[QueuedJob]:
+        async with Worker(chancy, register_signal_handlers=False):
+            return await chancy.wait_for_jobs([hung, after], timeout=30)
+
+    stuck, nxt = asyncio.run(run())
+    assert stuck.state is State.FAILED
+    assert "timed out" in stuck.errors[-1]["traceback"]
+    assert stuck.completed_at is not None and stuck.started_at is not None
+    assert (stuck.completed_at - stuck.started_at).total_seconds() < 10  # not the 30 s the job wanted
+    assert nxt.state is State.SUCCEEDED
+    assert marks(out) == ["hanging", "next"]
