@@ -193,6 +193,7 @@ class Runner:
         self.pending: list[Outcome] = []
         self.average: float | None = None  # seconds per job, for sizing claims
         self.rate_limited_until: int | None = None  # when the queue's current rate-limit window ends
+        self.claim_hint: int | None = None  # jobs announced by the push that woke us
         self.current: QueuedJob | None = None
         self.in_job = False
         self.stopping = False
@@ -261,7 +262,8 @@ class Runner:
         if self.stopping:
             return 0
         n = 1 if self.average is None else int(config.batch_window / max(self.average, 1e-6))
-        n = max(1, min(n, config.batch_size))
+        n = max(1, min(n, config.batch_size, self.claim_hint or config.batch_size))
+        self.claim_hint = None
         if config.maximum_jobs:
             n = min(n, config.maximum_jobs - self.jobs_run)
         return max(n, 0)
@@ -347,7 +349,9 @@ class Runner:
 
     def handle_messages(self, messages: list[bytes]) -> None:
         for message in messages:
-            if message == b"s":
+            if message.startswith(b"w "):  # a push of that many jobs woke us: claim no more (the scalar claim)
+                self.claim_hint = max(self.claim_hint or 0, int(message[2:] or 1))
+            elif message == b"s":
                 self.stopping = True
             elif message.startswith(b"c "):
                 job_id = message[2:].decode()

@@ -229,6 +229,10 @@ class Store:
         ids: list[str] = []
         counts: dict[str, int] = {}
         params = [job_params(job, i, now) for job, i in zip(jobs, new_ids(len(jobs)), strict=True)]
+        if len(params) == 1 and params[0][10] is None and not conn.in_transaction:
+            conn.execute(self.q.INSERT_JOB, params[0])  # one statement, its own transaction: the fast single push
+            self.notify_push(conn, params[0][1], 1)
+            return [params[0][0]]
         with conn:
             if len(params) > 1 and all(p[10] is None for p in params):  # no unique keys: nothing can conflict
                 conn.executemany(self.q.INSERT_JOB, params)

@@ -43,7 +43,9 @@ CHILD = "c"
 IDLE = "i"
 
 _MAX_SUN_PATH = 107
-_RELIST_WINDOW_NS = 200_000_000  # directory mtimes are coarse: re-list while a change is this recent
+# Directory mtimes come from the kernel's coarse clock (a tick of at most 10 ms): re-list while the last change is
+# this recent, since a later change within the same tick would leave the mtime as it is.
+_RELIST_WINDOW_NS = 20_000_000
 
 
 def _base_dir() -> str:
@@ -106,7 +108,8 @@ class Channel:
         if len(idle) > count:
             start = random.randrange(len(idle))  # spread concurrent pushers over the idle children
             idle = (idle[start:] + idle[:start])[:count]
-        return sum(self.send_to(path, WAKE) for path in idle)
+        message = b"w %d" % count  # how many jobs there are, so an idle child can size its claim
+        return sum(self.send_to(path, message) for path in idle)
 
     def push(self, queue: str, count: int) -> None:
         """After a commit that made ``count`` jobs of ``queue`` claimable: wake idle children, then supervisors

@@ -102,8 +102,10 @@ def test_sigkill_of_the_supervisor_children_exit_and_a_new_worker_runs_the_job(
         # Children notice their supervisor's death on their own, and leave.
         wait_until(lambda: all(gone(pid) for pid in children), timeout=10, message="the children exited")
     job = chancy.sync_get_job(ref)
-    # Interrupted by its supervisor's death: released by the child on its way out, or left for recovery.
-    assert job is not None and job.state in (QueuedJob.State.PENDING, RUNNING), job
+    # Interrupted by its supervisor's death: released by the child on its way out, or left for recovery, or (when
+    # the release woke the other child a moment before its own parent-death signal arrived) already run again.
+    assert job is not None and job.state in (QueuedJob.State.PENDING, RUNNING, SUCCEEDED), job
+    assert job.attempts <= 1 and job.errors == []  # the interrupted run was not counted as a failure
 
     started = time.monotonic()
     done = run_worker(chancy, lambda w: chancy.wait_for_job(ref, timeout=10), heartbeat_timeout=HEARTBEAT_TIMEOUT)
