@@ -135,3 +135,14 @@ def test_a_stuck_reader_is_reported_and_the_wal_is_reused_once_it_ends(tmp_path:
         asyncio.run(run())
     reader.close()
     chancy.close()
+
+
+def test_the_documented_rule_works() -> None:
+    """The README's example rule builds (comparisons parenthesised, since | binds tighter than >)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [expression] = re.findall(r"plugins=\[(Pruner\(.*\))\]\)", readme)
+    pruner = eval(expression, {"Pruner": Pruner})
+    assert pruner.rule == ("or", ("cmp", "age", ">", 3600), ("cmp", "queue", "==", "bulk"))

@@ -3,11 +3,12 @@
 It is a default plugin: ``Chancy(path)`` prunes succeeded and failed jobs older
 than a day unless ``no_default_plugins=True`` or another ``Pruner`` is given::
 
-    Chancy(path, plugins=[Pruner(Pruner.Rules.Age() > 3600 | Pruner.Rules.Queue() == "bulk")])
+    Chancy(path, plugins=[Pruner((Pruner.Rules.Age() > 3600) | (Pruner.Rules.Queue() == "bulk"))])
 
 Rules compare ``Age()`` (seconds since the job was created; only jobs that also
 finished that long ago are pruned), ``Queue()``, ``State()`` and ``Job()`` (the
-function path) with ``== != < <= > >=`` and combine with ``&`` and ``|``.
+function path) with ``== != < <= > >=`` and combine with ``&`` and ``|`` (which bind tighter than the
+comparisons: parenthesise each comparison).
 Only finished jobs are ever pruned, whatever the rule.
 """
 
