@@ -52,6 +52,10 @@ class Limit:
             ) from None
         if isinstance(self.value, bool) or not isinstance(self.value, int | float) or not self.value > 0:
             raise InvalidJobError(f"a {self.type_.value} limit must be a positive number, got {self.value!r}")
+        highest = _MAX_LIMITS[self.type_]
+        if not self.value <= highest:
+            unit = "seconds" if self.type_ is Limit.Type.TIME else "bytes"
+            raise InvalidJobError(f"a {self.type_.value} limit must be at most {highest:g} {unit}, got {self.value!r}")
 
     def serialize(self) -> dict[str, Any]:
         return {"t": self.type_.value, "v": self.value}
@@ -68,6 +72,9 @@ def _is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+_MAX_LIMITS = {Limit.Type.TIME: 1e9, Limit.Type.MEMORY: 2**62}  # past these, timers and rlimits overflow
 
 
 def _check(condition: bool, message: str) -> None:
@@ -193,7 +200,7 @@ class Job:
             kwargs=data.get("k") or {},
             priority=data.get("p", 0),
             max_attempts=data.get("a", 1),
-            scheduled_at=dt.datetime.fromtimestamp(data["s"], UTC) if data.get("s") is not None else utcnow(),
+            scheduled_at=_from_epoch(data["s"]) if data.get("s") is not None else utcnow(),
             limits=[Limit.deserialize(lim) for lim in data.get("l") or []],
             unique_key=data.get("u"),
             queue=data.get("q", "default"),
@@ -261,6 +268,14 @@ class Reference:
 
     def __repr__(self) -> str:
         return f"Reference({self.identifier!r})"
+
+
+def _from_epoch(seconds: float) -> dt.datetime:
+    """A packed epoch time back to a datetime; the float form can round just past the ends of the calendar."""
+    try:
+        return dt.datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
+        return (dt.datetime.max if seconds > 0 else dt.datetime.min).replace(tzinfo=UTC)
 
 
 def as_job(obj: Any) -> Job:

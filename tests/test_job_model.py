@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chancy_lite import Chancy, Job, Limit, Queue, QueuedJob, Reference, job
+from chancy_lite.errors import InvalidJobError
 from chancy_lite.utils import UTC, chancy_uuid
 
 MIN_UTC = dt.datetime.min.replace(tzinfo=UTC)
@@ -147,6 +148,9 @@ def test_limit_validation_and_lookup() -> None:
             Limit(Limit.Type.TIME, bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         Limit("cpu", 1)  # type: ignore[arg-type]
+    for kind, too_big in ((Limit.Type.TIME, 1e300), (Limit.Type.TIME, float("inf")), (Limit.Type.MEMORY, 2**63)):
+        with pytest.raises(InvalidJobError, match="at most"):
+            Limit(kind, too_big)  # a timer or rlimit would overflow in the worker
 
 
 # ------------------------------------------------------------------ @job
@@ -363,3 +367,8 @@ def test_queue_resume_at_keeps_microseconds_and_instant(chancy: Chancy) -> None:
     resume_at = dt.datetime(2040, 6, 7, 8, 9, 10, 654321, tzinfo=dt.timezone(dt.timedelta(hours=-7)))
     chancy.sync_declare(Queue("later", state=Queue.State.PAUSED, resume_at=resume_at))
     assert chancy.sync_get_queue("later").resume_at == resume_at
+
+
+def test_pack_round_trips_the_ends_of_the_calendar() -> None:
+    for when in (dt.datetime.max.replace(tzinfo=UTC), dt.datetime(1970, 1, 1, tzinfo=UTC)):
+        assert Job.unpack(Job(func="a.b", scheduled_at=when).pack()).scheduled_at == when
