@@ -3,10 +3,12 @@
 A child is a spawned process (or, for the threaded executor, a thread) with
 its own connection. It claims rows itself with one ``UPDATE … RETURNING`` in
 ``BEGIN IMMEDIATE``, and writes each outcome in the same transaction as the
-next claim. Its supervisor only wakes it, stops it, and relays cancellations:
+next claim. While idle it advertises itself so that pushers wake it directly
+(see :mod:`chancy_lite.wake`); its supervisor stops it and relays cancellations:
 
-* mailbox datagrams: ``w`` (work may be waiting), ``s`` (stop after this job),
-  ``c <id>`` (cancel that job; followed by SIGUSR1);
+* mailbox datagrams: ``w <n>`` (a push of n jobs) or ``w`` (work may be
+  waiting), ``s`` (stop after this job), ``c <id>`` (cancel that job; followed
+  by SIGUSR1);
 * SIGUSR1: read the mailbox now (a cancellation is waiting);
 * SIGUSR2: interrupt the running job and exit (shutdown timeout passed, or the
   supervisor died: it is also the parent-death signal);
@@ -16,6 +18,7 @@ next claim. Its supervisor only wakes it, stops it, and relays cancellations:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import faulthandler
 import inspect
@@ -30,7 +33,7 @@ import time
 import traceback
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from chancy_lite import db, proc, wake
 from chancy_lite.job import Limit, QueuedJob
@@ -39,6 +42,7 @@ from chancy_lite.store import Outcome, Store
 from chancy_lite.utils import check_json_depth, import_string, micros_now
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 State = QueuedJob.State
 
@@ -121,7 +125,6 @@ def resolve(path: str, allowed: tuple[str, ...] | None) -> Callable[..., Any]:
         func = import_string(path)
         if not callable(func):
             raise TypeError(f"{path} is not callable")
-        func = getattr(func, "__wrapped_job__", func)
         _FUNCS[path] = func
     return func
 
@@ -283,8 +286,9 @@ class Runner:
             now = self.now()
             window = int(config.rate_limit_window * 1_000_000) if config.rate_limit and config.rate_limit_window else 0
             self.rate_limited_until = None
+            used = 0
             if n and window:
-                n, window_end = store.take_rate_budget(
+                n, used, window_end = store.take_rate_budget(
                     self.conn, config.queue, n, now=now, limit=config.rate_limit or 0, window=window
                 )
                 self.rate_limited_until = window_end if n == 0 else None
@@ -297,7 +301,7 @@ class Runner:
                 else []
             )
             if jobs and window:
-                store.spend_rate_budget(self.conn, config.queue, len(jobs), now=now, window=window)
+                store.spend_rate_budget(self.conn, config.queue, used + len(jobs), now=now, window=window)
         self.pending = []
         self.journal.reset()
         return jobs
@@ -306,7 +310,7 @@ class Runner:
         if self.pending:
             self.with_retry(lambda: self._exchange(0))
 
-    def with_retry(self, step: Callable[[], list[QueuedJob]]) -> list[QueuedJob]:
+    def with_retry(self, step: Callable[[], T]) -> T:
         """Run a bookkeeping step, retrying transient database errors with jittered backoff, forever."""
         delay = 0.01
         while True:
@@ -322,7 +326,7 @@ class Runner:
     def idle(self) -> None:
         """Nothing to claim: sleep until woken, until the next job is due, or until the poll interval."""
         timeout = self.config.polling_interval
-        due = self.with_retry(lambda: [self.store.next_due(self.conn, self.config.queue)])[0]
+        due = self.with_retry(lambda: self.store.next_due(self.conn, self.config.queue))
         if due is not None and self.rate_limited_until is not None:
             due = max(due, self.rate_limited_until)  # jobs wait, but not beyond the end of the rate window
         if due is not None:
@@ -336,15 +340,11 @@ class Runner:
         if idle == self.advertised:
             return False
         self.advertised = idle
-        try:
+        with contextlib.suppress(FileExistsError, FileNotFoundError):
             if idle:
                 os.link(self.mailbox.path, self.idle_path)
             else:
                 os.unlink(self.idle_path)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            pass
         return True
 
     def handle_messages(self, messages: list[bytes]) -> None:
@@ -364,7 +364,7 @@ class Runner:
         """Whether ``job``, claimed by us, was cancelled (or taken from us) before it started."""
         if job.id not in self.cancelled_claims:
             return False
-        states = self.with_retry(lambda: [self.store.job_states(self.conn, [job.id])])[0]
+        states = self.with_retry(lambda: self.store.job_states(self.conn, [job.id]))
         return states.get(job.id) != State.RUNNING.value
 
     def close(self) -> None:
@@ -443,15 +443,7 @@ class Runner:
     def limits(
         self, time_limit: float | None, memory_limit: int | None, hard_time: float | None = None
     ) -> typing.ContextManager[None]:
-        return _NoLimits()
-
-
-class _NoLimits:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+        return contextlib.nullcontext()
 
 
 def _dump_meta(meta: dict[str, Any]) -> str:

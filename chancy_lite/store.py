@@ -290,19 +290,17 @@ class Store:
 
     def take_rate_budget(
         self, conn: Connection, queue: str, n: int, *, now: int, limit: int, window: int
-    ) -> tuple[int, int]:
-        """How many of ``n`` claims a rate-limited queue allows now (``limit`` per fixed ``window`` µs), and
-        when the current window ends. Caller's transaction; record the claims with ``spend_rate_budget``."""
+    ) -> tuple[int, int, int]:
+        """For a rate-limited queue (``limit`` claims per fixed ``window`` µs): how many of ``n`` claims it allows
+        now, how many this window used already, and when the window ends. Caller's transaction; record the new
+        total with ``spend_rate_budget``."""
         start = now - now % window
         rows = conn.execute(self.q.GET_RATE_LIMIT, (queue,)).fetchall()
         used = rows[0][1] if rows and rows[0][0] == start else 0
-        return max(0, min(n, limit - used)), start + window
+        return max(0, min(n, limit - used)), used, start + window
 
-    def spend_rate_budget(self, conn: Connection, queue: str, count: int, *, now: int, window: int) -> None:
-        start = now - now % window
-        rows = conn.execute(self.q.GET_RATE_LIMIT, (queue,)).fetchall()
-        used = rows[0][1] if rows and rows[0][0] == start else 0
-        conn.execute(self.q.SET_RATE_LIMIT, (queue, start, used + count))
+    def spend_rate_budget(self, conn: Connection, queue: str, total: int, *, now: int, window: int) -> None:
+        conn.execute(self.q.SET_RATE_LIMIT, (queue, now - now % window, total))
 
     def next_due(self, conn: Connection, queue: str) -> int | None:
         return conn.execute(self.q.NEXT_DUE, (queue,)).fetchall()[0][0]
