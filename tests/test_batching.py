@@ -143,3 +143,30 @@ def test_supervisor_kills_a_job_that_disarmed_its_own_time_limit(chancy: Chancy,
     assert (stuck.completed_at - stuck.started_at).total_seconds() < 10  # not the 30 s the job wanted
     assert nxt.state is State.SUCCEEDED
     assert marks(out) == ["hanging", "next"]
+
+
+def test_recovery_reads_every_journal_of_a_process(chancy: Chancy) -> None:
+    """A process with several runners (threads, async slots) has one journal each: a job started in any of them
+    counts its attempt; a job none of them started waits again."""
+    refs = [r for batch in chancy.sync_push_many([Job(func="tests.jobs.noop", max_attempts=2)] * 3) for r in batch]
+    store = chancy.store
+    dead_pid, worker_id = 2**22 + 54321, chancy_uuid()
+    with chancy.connection() as conn, conn:
+        first, second, unstarted = store.claim_jobs(conn, "default", 3, now=chancy.now(), worker_id=worker_id,
+                                                    pid=dead_pid, pid_start=None)
+    directory = store.channel.directory
+    for key, job in (("slot1", first), ("slot2", second)):
+        journal = journal_mod.Journal(os.path.join(directory, journal_mod.journal_name(worker_id, dead_pid, key)))
+        journal.started(job.id)
+        journal.close(remove=False)
+
+    async def recover() -> None:
+        worker = Worker(chancy, register_signal_handlers=False)
+        worker._channel = store.channel
+        await worker.recover_orphans()
+
+    asyncio.run(recover())
+    after = {j.id: j for j in chancy.sync_get_jobs(refs)}
+    assert after[first.id].state is State.RETRYING and after[first.id].attempts == 1
+    assert after[second.id].state is State.RETRYING and after[second.id].attempts == 1
+    assert after[unstarted.id].state is State.PENDING and after[unstarted.id].attempts == 0

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 from chancy_lite.child import Runner, outcome_for, prepare_call
 from chancy_lite.executors.base import Executor, Slot
 from chancy_lite.job import Limit, QueuedJob
+from chancy_lite.journal import Journal, journal_name
 from chancy_lite.store import Outcome
 from chancy_lite.utils import micros_now
 
@@ -37,6 +39,9 @@ class AsyncExecutor(Executor):
         self.running: dict[str, asyncio.Task[Any]] = {}
         self.cancelled: set[str] = set()
         self.pending_wakes = 0
+        # One journal per slot, written from the event loop only: should the supervisor die, recovery then knows
+        # which of the jobs this process held had started (see chancy_lite.journal).
+        self.journals: dict[str, Journal] = {}
 
     wakes_directly = False
 
@@ -62,9 +67,11 @@ class AsyncExecutor(Executor):
         self.runner = await asyncio.get_running_loop().run_in_executor(
             self._db_thread, Runner, self.child_config(self.new_key(), register_signals=False)
         )
+        directory = self.runner.channel.directory
         for _ in range(self.concurrency):
             key = self.new_key()
             self.slots[key], self.events[key] = Slot(key), asyncio.Event()
+            self.journals[key] = Journal(os.path.join(directory, journal_name(self.worker.worker_id, os.getpid(), key)))
             self.tasks[key] = asyncio.create_task(self._slot(key), name=f"chancy-lite[{self.queue.name}]")
 
     def _exchange(self, pending: list[Outcome], n: int) -> list[QueuedJob]:
@@ -74,20 +81,23 @@ class AsyncExecutor(Executor):
         return runner._exchange(n)
 
     async def _slot(self, key: str) -> None:
-        slot, event = self.slots[key], self.events[key]
+        slot, event, journal = self.slots[key], self.events[key], self.journals[key]
         pending: list[Outcome] = []
         while True:
             jobs = await self._db(self._exchange, pending, 0 if self.stopping else 1)
             pending = []
+            journal.reset()
             if self.stopping:
                 return
             if not jobs:
                 await self._idle(slot, event)
                 continue
             for job in jobs:
+                journal.started(job.id)
                 outcome = await self._execute(job)
                 if outcome is not None:
                     pending.append(outcome)
+                    journal.finished(outcome)  # if the journal were full, the outcome is written next anyway
 
     async def _idle(self, slot: Slot, event: asyncio.Event) -> None:
         assert self.runner is not None
@@ -164,6 +174,8 @@ class AsyncExecutor(Executor):
         runner = self.runner
         if runner is not None:
             await asyncio.get_running_loop().run_in_executor(self._db_thread, runner.close)
+        for journal in self.journals.values():
+            journal.close(remove=not still)
         self._db_thread.shutdown(wait=False)
 
     def kill(self) -> None:
