@@ -108,7 +108,9 @@ class Channel:
         if len(idle) > count:
             start = random.randrange(len(idle))  # spread concurrent pushers over the idle children
             idle = (idle[start:] + idle[:start])[:count]
-        message = b"w %d" % count  # how many jobs there are, so an idle child can size its claim
+        if not idle:
+            return 0
+        message = b"w %d" % -(-count // len(idle))  # each child's share of the jobs, to size its claim
         return sum(self.send_to(path, message) for path in idle)
 
     def push(self, queue: str, count: int) -> None:
