@@ -145,8 +145,19 @@ def utcnow() -> dt.datetime:
 
 
 def aware(value: dt.datetime) -> dt.datetime:
-    """Treat a naive datetime as UTC; keep aware ones as they are."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    """The one rule for every datetime a user passes (``scheduled_at``, ``resume_at``, ``Clock``, …).
+
+    An aware datetime is kept as it is. A naive one is read as **local time**, Python's own convention
+    (``datetime.timestamp()`` and ``datetime.astimezone()`` read naive values so), and converted to UTC:
+    ``datetime.now() + timedelta(seconds=3)`` means three seconds from now in any ``TZ``. A naive value
+    too close to the ends of the calendar to convert becomes ``datetime.min`` / ``datetime.max`` in UTC.
+    """
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError, OSError):
+        return (dt.datetime.max if value.year > 1970 else dt.datetime.min).replace(tzinfo=UTC)
 
 
 def to_micros(value: dt.datetime) -> int:

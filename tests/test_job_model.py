@@ -78,9 +78,6 @@ def test_from_func_uses_the_import_path() -> None:
     assert Job(func=double).func == "tests.test_job_model.double"  # type: ignore[arg-type]
 
 
-def test_naive_scheduled_at_is_utc() -> None:
-    naive = dt.datetime(2030, 1, 1, 12, 0, 0, 5)
-    assert full_job(scheduled_at=naive).scheduled_at == naive.replace(tzinfo=UTC)
 
 
 def test_pack_unpack_round_trip() -> None:
