@@ -35,7 +35,8 @@ import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from chancy_lite import db, proc, wake
+from chancy_lite import db, execution, proc, wake
+from chancy_lite.execution import Capability
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
 from chancy_lite.store import Outcome, Store
@@ -78,71 +79,19 @@ class ChildConfig:
     allowed_modules: tuple[str, ...] | None = None
     log_level: int | None = None
     register_signals: bool = True
+    executor: str | None = None  # the queue's executor class (import path): its get_function_and_kwargs is used
 
 
-# ----------------------------------------------------------- the job function
-
-_PARAMS: dict[Callable[..., Any], tuple[str, ...]] = {}
-_FUNCS: dict[str, Callable[..., Any]] = {}
-
-
-def context_parameters(func: Callable[..., Any]) -> tuple[str, ...]:
-    """Names of the keyword-only parameters annotated ``QueuedJob`` (or a subclass). Cached."""
-    cached = _PARAMS.get(func)
-    if cached is not None:
-        return cached
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        names: tuple[str, ...] = ()
-    else:
-        try:
-            hints = typing.get_type_hints(func)
-        except Exception:
-            hints = {}
-        names = tuple(
-            name
-            for name, param in signature.parameters.items()
-            if param.kind is inspect.Parameter.KEYWORD_ONLY and _is_context(hints.get(name, param.annotation))
-        )
-    _PARAMS[func] = names
-    return names
-
-
-def _is_context(annotation: Any) -> bool:
-    if isinstance(annotation, str):  # an unresolvable string annotation: judge by name
-        return annotation.rsplit(".", 1)[-1].strip("'\" ") == "QueuedJob"
-    return inspect.isclass(annotation) and issubclass(annotation, QueuedJob)
-
-
-def resolve(path: str, allowed: tuple[str, ...] | None) -> Callable[..., Any]:
-    func = _FUNCS.get(path)
-    if func is None:
-        if allowed is not None and not any(path == m or path.startswith(m + ".") for m in allowed):
-            raise PermissionError(
-                f"{path} is not in this worker's allowed_modules ({', '.join(allowed)}); the job was refused"
-            )
-        func = import_string(path)
-        if not callable(func):
-            raise TypeError(f"{path} is not callable")
-        _FUNCS[path] = func
-    return func
-
-
-def prepare_call(job: QueuedJob, allowed: tuple[str, ...] | None) -> tuple[Callable[..., Any], dict[str, Any]]:
-    """The job's function and its keyword arguments, the context injected where annotated."""
-    func = resolve(job.func, allowed)
-    kwargs = dict(job.kwargs)
-    for name in context_parameters(func):
-        kwargs[name] = job
-    return func, kwargs
+# ------------------------------------------------------------------- outcomes
 
 
 def outcome_for(
     job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, had_meta: bool, elapsed: float,
-    now: int | None = None,
+    now: int | None = None, started_at: int | None = None,
 ) -> Outcome:
     """The outcome of one run: SUCCEEDED, FAILED (RETRYING while attempts remain) or PENDING (released)."""
+    if isinstance(error, BaseException):
+        error = execution.original(error)
     meta = None
     if had_meta or job.meta:
         try:
@@ -155,7 +104,7 @@ def outcome_for(
                 error, state = note, State.FAILED
     if state is State.FAILED and job.attempts + 1 < job.max_attempts:
         state = State.RETRYING
-    log.info("job %s %s %s in %.1f ms", job.id, job.func, state.value, elapsed * 1000)
+    _log_outcome(job, state, error, elapsed)
     if state is State.PENDING:
         return Outcome(job.id, job.attempts, State.PENDING, None, meta=meta)
     return Outcome(
@@ -165,7 +114,30 @@ def outcome_for(
         (now or micros_now()) if state is not State.RETRYING else None,
         meta=meta,
         error=error_entry(job.attempts, error) if error is not None else None,
+        started_at=started_at,
     )
+
+
+def _log_outcome(job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, elapsed: float) -> None:
+    """One line per run; a failure at WARNING with the exception's type and message (never the kwargs)."""
+    if error is None:
+        log.info("job %s (%s) %s in %.1f ms", job.id, job.func, state.value, elapsed * 1000)
+        return
+    attempt = f"attempt {job.attempts + 1} of {job.max_attempts}"
+    then = "it will be retried" if state is State.RETRYING else "no attempts left"
+    log.warning("job %s (%s) failed on %s after %.1f ms: %s; %s", job.id, job.func, attempt, elapsed * 1000,
+                error_summary(error), then)
+
+
+def error_summary(error: BaseException | str, limit: int = 500) -> str:
+    """``Type: message`` of an exception (the last line of a stored traceback), one line, at most ``limit``."""
+    if isinstance(error, BaseException):
+        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    else:
+        lines = [line for line in error.strip().splitlines() if line.strip()]
+        text = lines[-1].strip() if lines else "error"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def error_entry(attempt: int, exc: BaseException | str) -> str:
@@ -176,8 +148,32 @@ def error_entry(attempt: int, exc: BaseException | str) -> str:
 # ----------------------------------------------------------------- the runner
 
 
+@dataclasses.dataclass
+class _Batch:
+    """The jobs of one claim as the child runs them, shared with its batch watcher under ``Runner.batch_lock``."""
+
+    jobs: list[QueuedJob]
+    index: int = -1  # the job running now, or the last one that ran
+    running: bool = False  # a job of this batch is running now
+    began: float = 0.0  # time.perf_counter() when it began
+    began_at: int = 0  # the same as wall-clock µs (the row's started_at)
+    marked: bool = False  # its start is on its row
+    end: int | None = None  # the jobs from this index on were given back
+
+
 class Runner:
-    """The claim/run/record loop, shared by process and thread children."""
+    """The claim/run/record loop, shared by process and thread children.
+
+    A batch claim leaves ``started_at`` empty on its rows: each job shows that it started only once it did.
+    A watcher thread looks after a batch while its jobs run: once the running job has run for twice
+    ``batch_window``, it writes the outcomes of the batch's finished jobs, stamps the running job's
+    ``started_at`` and gives the jobs not started yet back (waking idle children for them), all in one
+    transaction. So a long job never holds short jobs that another child could run, and the rows say which
+    jobs run now.
+    """
+
+    #: What this runner can do with a job (see chancy_lite.execution.Capability).
+    capabilities = Capability.SYNC_JOBS | Capability.ASYNC_JOBS
 
     def __init__(self, config: ChildConfig) -> None:
         self.config = config
@@ -209,6 +205,13 @@ class Runner:
         self.advertised = False
         self.idle_path = os.path.join(self.channel.directory, wake.idle_name(config.queue, config.key))
         self.now: Callable[[], int] = micros_now  # the clock (chancy_lite.testing swaps in a controllable one)
+        # The batch being run and its watcher; the lock also serialises the two threads' use of the connection.
+        self.batch_lock = threading.Lock()
+        self.batch: _Batch | None = None
+        self._watcher: threading.Thread | None = None
+        self._watch = threading.Event()
+        self._closed = False
+        self._executor_cls: Any = None
 
     # ---- the loop
 
@@ -235,29 +238,107 @@ class Runner:
 
     def run_batch(self, jobs: list[QueuedJob]) -> None:
         """Run claimed jobs in order, journaling each; give the rest back when stopping or past the window."""
-        deadline = time.perf_counter() + 2 * self.config.batch_window
+        batch = _Batch(jobs)
+        if any(job.started_at is None for job in jobs):  # a batch claim: the watcher marks starts
+            self._start_watching(batch)
         try:
-            self._run_batch(jobs, deadline)
+            self._run_batch(batch, time.perf_counter() + 2 * self.config.batch_window)
         finally:
+            with self.batch_lock:
+                self.batch = None
             self.cancelled_claims.clear()  # a cancel can only be meant for a job claimed before it was sent
 
-    def _run_batch(self, jobs: list[QueuedJob], deadline: float) -> None:
+    def _run_batch(self, batch: _Batch, deadline: float) -> None:
+        jobs = batch.jobs
         for index, job in enumerate(jobs):
-            if self.stopping or (index and time.perf_counter() > deadline):
-                self.pending.extend(self.release(j) for j in jobs[index:])
-                return
-            if not self.journal.started(job.id):
-                self.flush()  # the journal is full: commit what it holds, then start afresh
-                self.journal.started(job.id)
-            began = time.perf_counter()
-            outcome = self.execute(job)
-            took = time.perf_counter() - began
-            self.average = took if self.average is None else 0.8 * self.average + 0.2 * took
-            self.jobs_run += 1
-            if outcome is not None:
-                self.pending.append(outcome)
-                if not self.journal.finished(outcome):
-                    self.flush()
+            with self.batch_lock:
+                if batch.end is not None and index >= batch.end:
+                    return  # the watcher gave these back: other children run them
+                if self.stopping or (index and time.perf_counter() > deadline):
+                    self.pending.extend(self.release(j) for j in jobs[index:])
+                    batch.end = index
+                    return
+                if self.cancelled_before_start(job):
+                    log.info("job %s (%s) was cancelled before it started", job.id, job.func)
+                    continue  # cancel_job already wrote the final state
+                if not self.journal.started(job.id):
+                    self.flush()  # the journal is full: commit what it holds, then start afresh
+                    self.journal.started(job.id)
+                batch.index, batch.running, batch.marked = index, True, job.started_at is not None
+                batch.began, batch.began_at = time.perf_counter(), self.now()
+            outcome = self.run_job(job, batch.began_at)
+            with self.batch_lock:
+                batch.running = False
+                took = time.perf_counter() - batch.began
+                self.average = took if self.average is None else 0.8 * self.average + 0.2 * took
+                self.jobs_run += 1
+                if outcome is not None:
+                    self.pending.append(outcome)
+                    if not self.journal.finished(outcome):
+                        self.flush()
+
+    # ---- the batch watcher
+
+    def _start_watching(self, batch: _Batch) -> None:
+        with self.batch_lock:
+            self.batch = batch
+            self._watch.set()
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch_batches, name="chancy-lite batch watcher",
+                                             daemon=True)
+            self._watcher.start()
+
+    def _watch_batches(self) -> None:
+        """Settle a batch whose running job passes twice ``batch_window`` (see the class docstring)."""
+        window = max(2 * self.config.batch_window, 0.001)
+        while True:
+            self._watch.wait()
+            with self.batch_lock:
+                if self._closed:
+                    return
+                batch, wait = self.batch, window
+                if batch is None:
+                    self._watch.clear()
+                    continue
+                if batch.running and not (batch.marked and batch.end is not None):
+                    wait = batch.began + window - time.perf_counter()
+                    if wait <= 0:
+                        try:
+                            self._settle(batch)
+                        except Exception:
+                            log.exception("could not give back the unstarted jobs of a batch; they wait for it")
+                        wait = window
+            time.sleep(wait)
+
+    def _settle(self, batch: _Batch) -> None:
+        """Write finished outcomes, mark the running job started, give the rest back. Holds ``batch_lock``."""
+        job = batch.jobs[batch.index]
+        rest = batch.jobs[batch.index + 1:batch.end]
+        config, store, pending = self.config, self.store, self.pending
+
+        def write() -> None:
+            with self.conn:
+                for outcome in pending:
+                    store.complete_job(self.conn, outcome, worker_id=config.worker_id, pid=self.pid)
+                if pending:
+                    store.notify_done(self.conn)
+                if not batch.marked:
+                    store.mark_job_started(self.conn, job, started_at=batch.began_at, worker_id=config.worker_id,
+                                           pid=self.pid)
+                for other in rest:
+                    store.complete_job(self.conn, self.release(other), worker_id=config.worker_id, pid=self.pid,
+                                       quiet=True)
+                if rest:
+                    store.notify_push(self.conn, config.queue, len(rest))
+
+        self.with_retry(write)
+        self.pending = []
+        batch.marked = True
+        batch.end = batch.index + 1
+        if rest:
+            log.debug("gave back %d jobs of a batch while job %s runs", len(rest), job.id)
+
+    # ---- claims
 
     def claim_size(self) -> int:
         """How many jobs to claim: about ``batch_window`` seconds of work, 1 until jobs have been timed."""
@@ -368,6 +449,9 @@ class Runner:
         return states.get(job.id) != State.RUNNING.value
 
     def close(self) -> None:
+        with self.batch_lock:
+            self._closed = True
+            self._watch.set()
         self.advertise(False)
         self.journal.close(remove=not self.pending)
         self.mailbox.close()
@@ -376,56 +460,83 @@ class Runner:
 
     # ---- one job
 
+    def executor_class(self) -> Any:
+        """The queue's executor class (for its ``get_function_and_kwargs``), or None when it cannot be loaded."""
+        if self._executor_cls is None and self.config.executor:
+            try:
+                self._executor_cls = import_string(self.config.executor)
+            except Exception:
+                log.exception("cannot import executor %s; jobs are prepared the default way", self.config.executor)
+                self._executor_cls = False
+        return self._executor_cls or None
+
+    def prepare(self, job: QueuedJob) -> tuple[QueuedJob, Callable[..., Any], dict[str, Any]]:
+        """Check the job against this runner's capabilities and resolve its call (see chancy_lite.execution)."""
+        execution.check_allowed(job.func, self.config.allowed_modules)
+        cls = self.executor_class()
+        get = cls.get_function_and_kwargs if cls is not None else execution.function_and_kwargs
+        name = cls.__name__ if cls is not None else type(self).__name__
+        return execution.prepare(job, self.capabilities, get, name)
+
     def execute(self, job: QueuedJob) -> Outcome | None:
         """Run one claimed job and return its outcome (not yet written); None if it was cancelled."""
+        if self.cancelled_before_start(job):
+            log.info("job %s (%s) was cancelled before it started", job.id, job.func)
+            return None
+        return self.run_job(job, self.now())
+
+    def run_job(self, job: QueuedJob, started_at: int) -> Outcome | None:
+        """Run one job (its start already journaled) and return its outcome; None if it was cancelled."""
         self.cancelled = None
         self.current = job  # from here on, a cancel of this job sets self.cancelled
-        if self.cancelled_before_start(job):
-            self.current = None
-            log.info("job %s %s was cancelled before it started", job.id, job.func)
-            return None  # cancel_job already wrote the final state
         had_meta = bool(job.meta)
         started = time.perf_counter()
         error: BaseException | str | None = None
         state = State.SUCCEEDED
         try:
-            func, kwargs = prepare_call(job, self.config.allowed_modules)
+            job, func, kwargs = self.prepare(job)
             self.call(job, func, kwargs)
         except WorkerShutdown:
             state = State.PENDING
         except asyncio.CancelledError as exc:
             if self.cancelled == job.id:
-                log.info("job %s %s cancelled", job.id, job.func)
+                log.info("job %s (%s) cancelled", job.id, job.func)
+                self.after_job(succeeded=False)
                 return None  # cancel_job already wrote the final state
             error, state = exc, State.FAILED
         except BaseException as exc:  # the job's failure is data, whatever it raised
             error, state = exc, State.FAILED
         finally:
             self.current = None
-        return outcome_for(job, state, error, had_meta, time.perf_counter() - started, self.now())
+        self.after_job(succeeded=state is State.SUCCEEDED)
+        return outcome_for(job, state, error, had_meta, time.perf_counter() - started, self.now(), started_at)
+
+    def after_job(self, *, succeeded: bool) -> None:
+        """Called after each job, once it can no longer be interrupted (process children clean up here)."""
 
     def release(self, job: QueuedJob) -> Outcome:
         """An outcome that gives a claimed but unstarted job back, its attempt not counted."""
         return Outcome(job.id, job.attempts, State.PENDING, None)
 
     def call(self, job: QueuedJob, func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-        time_limit = job.limit(Limit.Type.TIME)
-        memory_limit = job.limit(Limit.Type.MEMORY)
+        time_limit = job.limit(Limit.Type.TIME) if self.capabilities & Capability.AUTOMATIC_TIME_LIMITS else None
+        memory_limit = job.limit(Limit.Type.MEMORY) if self.capabilities & Capability.MEMORY_LIMITS else None
         if inspect.iscoroutinefunction(func):
             self.run_coroutine(func, kwargs, time_limit)
-            return
-        with self.limits(time_limit, memory_limit):
-            self.in_job = True
-            try:
-                self.check_interrupts()
-                func(**kwargs)
-            finally:
-                self.in_job = False
+        else:
+            with self.limits(time_limit, memory_limit):
+                self.in_job = True
+                try:
+                    self.check_interrupts()
+                    func(**kwargs)
+                finally:
+                    self.in_job = False
+        job.checkpoint()  # a cooperative limit that passed while the job ran fails it, result discarded (0.26)
 
     def run_coroutine(self, func: Callable[..., Any], kwargs: dict[str, Any], time_limit: float | None) -> None:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        coroutine = func(**kwargs)
+        coroutine: Any = execution.guarded(func(**kwargs))
         if time_limit:
             coroutine = asyncio.wait_for(coroutine, time_limit)
         self._task = self._loop.create_task(coroutine)
@@ -455,18 +566,51 @@ def _dump_meta(meta: dict[str, Any]) -> str:
 # ------------------------------------------------------------ process children
 
 
+_CHILD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """Ignore a signal without SIG_IGN, which every program a job starts would inherit through exec."""
+
+
+def _reset_forked_helper() -> None:
+    """In a process a job forks without exec: drop the child's signal handling and timers (they are not its)."""
+    for sig in _CHILD_SIGNALS:
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    faulthandler.cancel_dump_traceback_later()
+
+
 class ProcessRunner(Runner):
-    """A runner in its own process: limits and interruptions by signal."""
+    """A runner in its own process: limits and interruptions by signal.
+
+    The child leads its own process group, which every process a job starts joins (unless it leaves it on
+    purpose, e.g. ``start_new_session=True``). When a job ends any way but success (a timeout, a cancel, a
+    shutdown, an exception), whatever it started that still runs is killed; when the child itself exits or is
+    killed, its supervisor kills the rest of the group.
+    """
+
+    capabilities = (
+        Capability.SYNC_JOBS | Capability.ASYNC_JOBS | Capability.CANCELLATION | Capability.AUTOMATIC_TIME_LIMITS
+        | Capability.MEMORY_LIMITS
+    )
 
     def install_signals(self) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
+        signal.signal(signal.SIGINT, _ignore_signal)  # Ctrl-C reaches the supervisor, which decides
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGUSR1, self._on_mail)
         signal.signal(signal.SIGUSR2, self._on_interrupt)
         signal.signal(signal.SIGALRM, self._on_alarm)
+        os.register_at_fork(after_in_child=_reset_forked_helper)
         proc.set_parent_death_signal(signal.SIGUSR2)
         if os.getppid() == 1:  # the supervisor died before we asked to be told
             self.stopping = True
+
+    def after_job(self, *, succeeded: bool) -> None:
+        if succeeded or os.getpgrp() != self.pid:
+            return
+        killed = proc.kill_group_members(self.pid)
+        if killed:
+            log.info("killed %d process(es) left running by the job: %s", len(killed), ", ".join(map(str, killed)))
 
     def _on_term(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -566,7 +710,7 @@ def child_main(config: ChildConfig) -> None:
         # Until the runner can handle them, remember stop requests instead of dying of them.
         for sig in (signal.SIGTERM, signal.SIGUSR2):
             signal.signal(sig, lambda signum, frame: early.append(signum))
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, _ignore_signal)
     runner = ProcessRunner(config)
     if config.register_signals:
         runner.install_signals()
@@ -578,7 +722,14 @@ def child_main(config: ChildConfig) -> None:
 
 
 class ThreadRunner(Runner):
-    """A runner in a thread of the supervisor: limits and interruptions by asynchronous exception."""
+    """A runner in a thread of the supervisor: interruptions by asynchronous exception.
+
+    TIME limits are cooperative, as in Chancy 0.26: a thread cannot be stopped from outside while it blocks,
+    so the job must take its ``QueuedJob`` context and call ``checkpoint()`` (or read ``time_remaining``);
+    a job that overran is failed with ``TimeoutError`` when it returns. MEMORY limits are refused.
+    """
+
+    capabilities = Capability.SYNC_JOBS | Capability.ASYNC_JOBS | Capability.COOPERATIVE_TIME_LIMITS
 
     def __init__(self, config: ChildConfig) -> None:
         super().__init__(config)
@@ -589,32 +740,11 @@ class ThreadRunner(Runner):
         super().run()
 
     def interrupt(self, exc_type: type[BaseException]) -> None:
-        """Raise ``exc_type`` in the job running on this thread, if one is running."""
+        """Raise ``exc_type`` in the job running on this thread, if one is running (Python code only)."""
         if self.in_job and self.thread_id is not None:
             import ctypes
 
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id), ctypes.py_object(exc_type))
-
-    def limits(
-        self, time_limit: float | None, memory_limit: int | None, hard_time: float | None = None
-    ) -> typing.ContextManager[None]:
-        return _ThreadTimeLimit(self, time_limit)
-
-
-class _ThreadTimeLimit:
-    def __init__(self, runner: ThreadRunner, time_limit: float | None) -> None:
-        self.runner, self.time_limit = runner, time_limit
-        self.timer: threading.Timer | None = None
-
-    def __enter__(self) -> None:
-        if self.time_limit:
-            self.timer = threading.Timer(self.time_limit, self.runner.interrupt, (TimeoutError,))
-            self.timer.daemon = True
-            self.timer.start()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import enum
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -229,10 +230,37 @@ class QueuedJob(Job):
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None = None
     errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # A time.monotonic() deadline, set only by executors that enforce TIME limits cooperatively (Chancy 0.26).
+    _time_limit_deadline: float | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Built from a stored row, which was validated when it was pushed.
         pass
+
+    @property
+    def time_remaining(self) -> float | None:
+        """Seconds left before this run's cooperative TIME limit (floored at 0.0), or None when none applies.
+
+        Only executors without automatic time limits (the Threaded executor) set one; on the Process and Async
+        executors the limit interrupts the job by itself and this is None. As Chancy 0.26 ``QueuedJob``.
+        """
+        if self._time_limit_deadline is None:
+            return None
+        return max(0.0, self._time_limit_deadline - time.monotonic())
+
+    def checkpoint(self) -> None:
+        """Raise ``TimeoutError`` if this run's cooperative TIME limit has passed; otherwise do nothing.
+
+        Long jobs on the Threaded executor call it between steps: a thread cannot be interrupted from outside,
+        so the limit takes effect only here (and once more when the function returns). Safe on any executor.
+        As Chancy 0.26 ``QueuedJob.checkpoint``.
+        """
+        if self._time_limit_deadline is not None and time.monotonic() >= self._time_limit_deadline:
+            raise TimeoutError("Job timed out.")
+
+    def _with_time_limit(self, seconds: float) -> QueuedJob:
+        """A copy of this context with a cooperative deadline ``seconds`` from now (``meta`` is shared)."""
+        return dataclasses.replace(self, _time_limit_deadline=time.monotonic() + seconds)
 
     @property
     def is_finished(self) -> bool:

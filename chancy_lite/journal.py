@@ -75,7 +75,7 @@ class Journal:
 
     def finished(self, outcome: Outcome) -> bool:
         record = [outcome.id, outcome.attempts, outcome.state.value, outcome.completed_at, outcome.meta,
-                  outcome.error, outcome.scheduled_at]
+                  outcome.error, outcome.scheduled_at, outcome.started_at]
         return self._append(b"O" + json.dumps(record).encode())
 
     def reset(self) -> None:
@@ -116,9 +116,11 @@ def read(path: str) -> tuple[set[str], list[Outcome]] | None:
         if payload[:1] == b"S":
             started.add(payload[1:].decode())
         elif payload[:1] == b"O":
-            job_id, attempts, state, completed_at, meta, error, scheduled_at = json.loads(payload[1:])
+            job_id, attempts, state, completed_at, meta, error, scheduled_at, *rest = json.loads(payload[1:])
             started.add(job_id)
-            outcomes.append(Outcome(job_id, attempts, _STATES[state], completed_at, meta, error, scheduled_at))
+            outcomes.append(
+                Outcome(job_id, attempts, _STATES[state], completed_at, meta, error, scheduled_at, *rest[:1])
+            )
     return started, outcomes
 
 

@@ -179,11 +179,12 @@ WHERE rowid = (
 RETURNING """
     + _JOB_COLUMNS
 )
-# claim (a batch of up to :n jobs), same transition.
+# claim (a batch of up to :n jobs), same transition, but started_at stays NULL: the child runs the batch's jobs
+# one after another, and a job shows that it started only once it did (MARK_JOB_STARTED or its outcome).
 CLAIM_JOBS = (
     """
 UPDATE {p}jobs
-SET state = 'running', started_at = :now, taken_by = :worker_id, holder_pid = :pid, holder_start = :pid_start
+SET state = 'running', started_at = NULL, taken_by = :worker_id, holder_pid = :pid, holder_start = :pid_start
 WHERE rowid IN (
     SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_claim
     WHERE queue = :queue AND state IN ('pending', 'retrying') AND scheduled_at <= :now AND attempts < max_attempts
@@ -205,6 +206,7 @@ COMPLETE_JOB = """
 UPDATE {p}jobs
 SET state = :state,
     attempts = attempts + 1,
+    started_at = coalesce(:started_at, started_at),
     completed_at = :completed_at,
     scheduled_at = coalesce(:scheduled_at, scheduled_at),
     meta = coalesce(:meta, meta),
@@ -217,8 +219,16 @@ WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = 
 RELEASE_JOB = """
 UPDATE {p}jobs
 SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'pending' END,
+    started_at = NULL,
     meta = coalesce(:meta, meta)
 WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = :pid AND attempts = :attempts
+"""
+
+# start: a job claimed in a batch (held by us, this attempt, not yet marked) began running at :started_at.
+MARK_JOB_STARTED = """
+UPDATE {p}jobs SET started_at = :started_at
+WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = :pid AND attempts = :attempts
+    AND started_at IS NULL
 """
 
 # The running jobs one process holds.
@@ -229,10 +239,11 @@ GET_HELD_JOBS = (
 WHERE state = 'running' AND taken_by = :worker_id AND holder_pid = :pid
 """
 )
-# Running jobs of one worker that have limits (for the supervisor's backstop on TIME limits).
+# Started jobs of one worker that have limits (for the supervisor's backstop on TIME limits); a job claimed in
+# a batch but not started yet has no started_at and is never counted.
 GET_LIMITED_RUNNING_JOBS = """
 SELECT id, holder_pid, started_at, limits FROM {p}jobs INDEXED BY {p}jobs_running
-WHERE state = 'running' AND taken_by = ? AND limits != '[]'
+WHERE state = 'running' AND taken_by = ? AND limits != '[]' AND started_at IS NOT NULL
 """
 
 # recover one job held by a dead process -> retrying / failed, counting the attempt.

@@ -43,6 +43,7 @@ class Outcome:
     meta: str | None = None  # new meta JSON, or None to keep the stored one
     error: str | None = None  # one JSON error entry to append, or None
     scheduled_at: int | None = None  # when a retry is due, or None to keep
+    started_at: int | None = None  # when the run began (µs), or None to keep the stored value
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -321,6 +322,7 @@ class Store:
                 "state": outcome.state.value,
                 "completed_at": outcome.completed_at,
                 "scheduled_at": outcome.scheduled_at,
+                "started_at": outcome.started_at,
                 "meta": outcome.meta,
                 "error": outcome.error,
                 "worker_id": worker_id,
@@ -335,6 +337,15 @@ class Store:
         if outcome.state is QueuedJob.State.RETRYING:
             self.notify_push(conn, "*", 1)
         return True
+
+    def mark_job_started(
+        self, conn: Connection, job: QueuedJob, *, started_at: int, worker_id: str, pid: int | None
+    ) -> bool:
+        """Record when a job claimed in a batch began running (guarded like ``complete_job``). Caller's txn."""
+        params = {"id": job.id, "attempts": job.attempts, "started_at": started_at, "worker_id": worker_id,
+                  "pid": pid}
+        conn.execute(self.q.MARK_JOB_STARTED, params)
+        return conn.changes() == 1
 
     def notify_done(self, conn: Connection) -> None:
         """Tell callers waiting for jobs that some finished (only if anyone waits)."""

@@ -226,3 +226,24 @@ def interrupt_job() -> None:
 def unserialisable_meta(*, ctx: QueuedJob) -> None:
     ctx.meta["when"] = {1, 2}  # not JSON: stored as its repr
     ctx.meta["ok"] = True
+
+
+def checkpointed_steps(*, seconds: float, path: str, ctx: QueuedJob) -> None:
+    """Work in short steps, calling ``ctx.checkpoint()`` between them (the cooperative TIME limit)."""
+    stamp(path=path, value=f"started {ctx.time_remaining is not None}")
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            ctx.checkpoint()
+            stamp(path=path, value="step")
+    except TimeoutError as exc:
+        stamp(path=path, value=f"{type(exc).__name__} {ctx.time_remaining}")
+        raise
+
+
+def overrun_without_checkpoint(*, seconds: float, path: str, ctx: QueuedJob) -> str:
+    """Block past the TIME limit without calling checkpoint(): the run fails when it returns."""
+    time.sleep(seconds)
+    stamp(path=path, value="returned")
+    return "late result"

@@ -645,7 +645,9 @@ def test_a_worker_suspended_past_its_heartbeat_timeout_keeps_its_job(chancy: Cha
         wait_until(lambda: pids(path), message="A started the job")
         [child] = pids(path)
         assert child in children_of(a.pid)
-        os.killpg(a.pid, signal.SIGSTOP)
+        suspended = (a.pid, child)  # each child leads a process group of its own (for its jobs' processes)
+        for group in suspended:
+            os.killpg(group, signal.SIGSTOP)
         try:
             wait_until(lambda: _stopped(a.pid) and _stopped(child), message="A and its child are stopped")
             with Launched(db_path, *options, "--worker-id", "B", log_path=tmp_path / "b.log") as b:
@@ -663,7 +665,8 @@ def test_a_worker_suspended_past_its_heartbeat_timeout_keeps_its_job(chancy: Cha
                 held = chancy.sync_get_job(ref)
                 assert held is not None and held.state is RUNNING and held.attempts == 0 and held.errors == []
                 assert pids(path) == [child]  # B has not run it
-                os.killpg(a.pid, signal.SIGCONT)
+                for group in suspended:
+                    os.killpg(group, signal.SIGCONT)
                 done = chancy.sync_wait_for_job(ref, timeout=20)
                 assert done is not None and done.state is SUCCEEDED, done
                 assert done.attempts == 1 and done.errors == []
@@ -675,5 +678,6 @@ def test_a_worker_suspended_past_its_heartbeat_timeout_keeps_its_job(chancy: Cha
                 assert b.wait(15) == 0 and a.wait(15) == 0
                 assert "recovered" not in b.log()
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(a.pid, signal.SIGCONT)
+            for group in suspended:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGCONT)

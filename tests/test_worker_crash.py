@@ -124,7 +124,11 @@ def test_sigkill_of_supervisor_and_children_new_worker_recovers_at_once(
         sup.wait_ready()
         wait_until(lambda: pids(path), timeout=15, message="the job started")
         child = pids(path)[0]
-        os.killpg(sup.pid, signal.SIGKILL)  # the whole process group at once: nobody gets to clean up
+        # Everything at once, so nobody gets to clean up: the supervisor stopped first (so it cannot recover
+        # its child), then the child (which leads a process group of its own), then the supervisor.
+        os.kill(sup.pid, signal.SIGSTOP)
+        os.killpg(child, signal.SIGKILL)
+        os.killpg(sup.pid, signal.SIGKILL)
         sup.wait(5)
         wait_until(lambda: gone(child), timeout=10, message="the child is dead")
     held = chancy.sync_get_job(ref)

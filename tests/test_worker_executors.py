@@ -57,22 +57,50 @@ def test_threaded_executor_runs_sync_jobs_in_the_supervisor(chancy: Chancy, tmp_
     assert jobs[6].state is FAILED and jobs[6].attempts == 2 and [e["attempt"] for e in jobs[6].errors] == [0, 1]
 
 
-def test_threaded_executor_time_limit_and_cancel_for_python_code(chancy: Chancy, tmp_path: Path) -> None:
-    declare(chancy, "threads", Threaded, concurrency=2)
-    timed, cancelled = str(tmp_path / "timed"), str(tmp_path / "cancelled")
+def test_threaded_executor_time_limits_are_cooperative(chancy: Chancy, tmp_path: Path) -> None:
+    """Chancy 0.26's model: a thread cannot be stopped from outside, so a TIME limit takes effect at the job's
+    checkpoint() calls, and once more when it returns; a job that cannot checkpoint (no QueuedJob parameter)
+    and a MEMORY limit are refused with a clear error instead of being ignored."""
+    declare(chancy, "threads", Threaded, concurrency=4)
+    stepped, blocked = str(tmp_path / "stepped"), str(tmp_path / "blocked")
+    limit = [Limit(Limit.Type.TIME, 0.3)]
 
-    async def body(worker: Worker) -> tuple[QueuedJob | None, QueuedJob | None]:
-        slow = await chancy.push(Job(func="tests.jobs.sleep_in_steps", queue="threads",
-                                     kwargs={"seconds": 30, "path": timed}, limits=[Limit(Limit.Type.TIME, 0.5)]))
+    async def body(worker: Worker) -> list[QueuedJob]:
+        refs = [
+            await chancy.push(Job(func="tests.jobs.checkpointed_steps", queue="threads", limits=limit,
+                                  kwargs={"seconds": 30, "path": stepped})),
+            await chancy.push(Job(func="tests.jobs.overrun_without_checkpoint", queue="threads", limits=limit,
+                                  kwargs={"seconds": 0.6, "path": blocked})),
+            await chancy.push(Job(func="tests.jobs.sleep_in_steps", queue="threads", limits=limit,
+                                  kwargs={"seconds": 0.01})),
+            await chancy.push(Job(func="tests.jobs.noop", queue="threads",
+                                  limits=[Limit(Limit.Type.MEMORY, 2**30)])),
+        ]
+        return await chancy.wait_for_jobs(refs, timeout=20)
+
+    stepped_job, blocked_job, no_context, memory = run_worker(chancy, body)
+    assert stepped_job.state is FAILED and "TimeoutError: Job timed out." in errors_text(stepped_job)
+    records = [r[2] for r in lines(stepped)]
+    assert records[0] == "started True" and records[-1] == "TimeoutError 0.0" and "step" in records
+    assert blocked_job.state is FAILED and "TimeoutError" in errors_text(blocked_job)
+    assert [r[2] for r in lines(blocked)] == ["returned"]  # it ran to the end; its result was discarded
+    assert no_context.state is FAILED
+    assert "keyword-only parameter annotated QueuedJob" in errors_text(no_context)
+    assert memory.state is FAILED and "does not support memory limits" in errors_text(memory)
+
+
+def test_threaded_executor_cancels_python_code(chancy: Chancy, tmp_path: Path) -> None:
+    declare(chancy, "threads", Threaded, concurrency=2)
+    cancelled = str(tmp_path / "cancelled")
+
+    async def body(worker: Worker) -> QueuedJob | None:
         doomed = await chancy.push(Job(func="tests.jobs.sleep_in_steps", queue="threads",
                                        kwargs={"seconds": 30, "path": cancelled}, max_attempts=3))
         await until(lambda: lines(cancelled), timeout=10, message="the job started")
         await chancy.cancel_job(doomed)
-        return await chancy.wait_for_job(slow, timeout=10), await chancy.wait_for_job(doomed, timeout=10)
+        return await chancy.wait_for_job(doomed, timeout=10)
 
-    slow_job, doomed_job = run_worker(chancy, body)
-    assert slow_job is not None and slow_job.state is FAILED and "TimeoutError" in errors_text(slow_job)
-    assert [r[2] for r in lines(timed)] == ["started", "TimeoutError"]
+    doomed_job = run_worker(chancy, body)
     assert doomed_job is not None and doomed_job.state is FAILED and doomed_job.attempts == 1
     assert "cancelled" in errors_text(doomed_job)
     assert [r[2] for r in lines(cancelled)] == ["started", "JobCancelled"]
@@ -100,7 +128,7 @@ def test_async_executor_runs_coroutines_concurrently_and_rejects_sync_functions(
     assert elapsed < 2.4, elapsed  # 5 x 0.6 s, concurrently
     assert ctx_job is not None and ctx_job.state is SUCCEEDED and ctx_job.meta == {"injected": ctx_job.id}
     assert sync_job is not None and sync_job.state is FAILED
-    assert "Async executor" in errors_text(sync_job) and "tests.jobs.noop" in errors_text(sync_job)
+    assert "AsyncExecutor does not support synchronous jobs: tests.jobs.noop" in errors_text(sync_job)
 
 
 def test_async_executor_time_limit(chancy: Chancy) -> None:

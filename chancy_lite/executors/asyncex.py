@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import inspect
 import logging
 import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from chancy_lite.child import Runner, outcome_for, prepare_call
+from chancy_lite import execution
+from chancy_lite.child import Runner, outcome_for
+from chancy_lite.execution import Capability
 from chancy_lite.executors.base import Executor, Slot
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
@@ -27,6 +28,7 @@ class AsyncExecutor(Executor):
     """``concurrency`` tasks that claim and run coroutine jobs; TIME limits via ``asyncio.wait_for``."""
 
     default_concurrency = 16
+    capabilities = Capability.ASYNC_JOBS | Capability.CANCELLATION | Capability.AUTOMATIC_TIME_LIMITS
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -120,18 +122,18 @@ class AsyncExecutor(Executor):
 
     async def _execute(self, job: QueuedJob) -> Outcome | None:
         had_meta = bool(job.meta)
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), micros_now()
         error: BaseException | str | None = None
         state = State.SUCCEEDED
         try:
-            func, kwargs = prepare_call(job, self.worker.allowed_modules)
-            if not inspect.iscoroutinefunction(func):
-                raise TypeError(
-                    f"{job.func} is a plain function, but queue {self.queue.name!r} uses the Async executor, which "
-                    "runs only `async def` functions: make it async or use the Process or Threaded executor"
-                )
+            execution.check_allowed(job.func, self.worker.allowed_modules)
+            job, func, kwargs = execution.prepare(job, self.capabilities, self.get_function_and_kwargs,
+                                                  type(self).__name__)
             limit = job.limit(Limit.Type.TIME)
-            coroutine = func(**kwargs) if not limit else asyncio.wait_for(func(**kwargs), limit)
+            # guarded(): a SystemExit or KeyboardInterrupt the job raises is its failure, not the worker's
+            coroutine: Any = execution.guarded(func(**kwargs))
+            if limit:
+                coroutine = asyncio.wait_for(coroutine, limit)
             task = asyncio.ensure_future(coroutine)
             self.running[job.id] = task
             try:
@@ -149,7 +151,7 @@ class AsyncExecutor(Executor):
                 error, state = exc, State.FAILED
         except BaseException as exc:
             error, state = exc, State.FAILED
-        return outcome_for(job, state, error, had_meta, time.perf_counter() - started)
+        return outcome_for(job, state, error, had_meta, time.perf_counter() - started, started_at=started_at)
 
     def poke(self, slot: Slot, message: bytes) -> None:
         self.events[slot.key].set()

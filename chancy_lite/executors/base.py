@@ -6,9 +6,13 @@ import abc
 import dataclasses
 import os
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from chancy_lite import execution
 from chancy_lite.child import ChildConfig
+from chancy_lite.execution import Capability
+from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.queue import Queue
 
 if TYPE_CHECKING:
@@ -32,6 +36,36 @@ class Executor(abc.ABC):
     """
 
     default_concurrency = 1
+
+    #: The flags of what an executor can do (Chancy 0.26's ``Executor.Capability``).
+    Capability = Capability
+    #: What this executor can do for a job; custom executors declare theirs (Chancy 0.26: default NONE).
+    capabilities: Capability = Capability.NONE
+
+    @classmethod
+    def get_capabilities(cls) -> Capability:
+        """What this executor can do for a job (a ``Capability`` flag set). As Chancy 0.26."""
+        return cls.capabilities
+
+    @classmethod
+    def supports(cls, capability: Capability) -> bool:
+        """True only when this executor has **every** bit of ``capability``. As Chancy 0.26."""
+        return cls.get_capabilities() & capability == capability
+
+    @staticmethod
+    def get_limit(job: QueuedJob, type_: Limit.Type) -> int | float | None:
+        """The value of the job's first limit of that type, or None."""
+        return job.limit(type_)
+
+    @classmethod
+    def get_function_and_kwargs(cls, job: QueuedJob) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """The job's function and a copy of its kwargs, the ``QueuedJob`` context injected into every
+        keyword-only parameter annotated with it (string annotations resolved too).
+
+        Runs where the job runs (the child process for the Process executor), so a subclass that overrides it
+        to inject more kwargs must be importable there. As Chancy 0.26 (a classmethod you can override).
+        """
+        return execution.function_and_kwargs(job)
 
     def __init__(self, worker: Worker, queue: Queue) -> None:
         self.worker = worker
@@ -78,6 +112,7 @@ class Executor(abc.ABC):
             allowed_modules=self.worker.allowed_modules,
             log_level=self.worker.child_log_level(),
             register_signals=register_signals,
+            executor=f"{type(self).__module__}.{type(self).__qualname__}",
         )
 
     # ---- wake-ups

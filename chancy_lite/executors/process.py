@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from chancy_lite import proc
+from chancy_lite.execution import Capability
 from chancy_lite.executors.base import Executor, Slot
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Child:
         self.popen = subprocess.Popen(
             [sys.executable, "-c", "from chancy_lite.child import main; main()"], stdin=subprocess.PIPE, close_fds=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            process_group=0,  # its own group, which the processes its jobs start join (see ProcessRunner)
         )
         assert self.popen.stdin is not None
         self.popen.stdin.write(payload.encode())
@@ -63,6 +66,10 @@ class ProcessExecutor(Executor):
     """Spawned children, replaced whenever one exits (after ``maximum_jobs_per_worker`` jobs, or a crash)."""
 
     default_concurrency = os.cpu_count() or 1
+    capabilities = (
+        Capability.SYNC_JOBS | Capability.ASYNC_JOBS | Capability.CANCELLATION | Capability.AUTOMATIC_TIME_LIMITS
+        | Capability.MEMORY_LIMITS
+    )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -92,6 +99,7 @@ class ProcessExecutor(Executor):
         loop = asyncio.get_running_loop()
         loop.remove_reader(process.sentinel)
         code = process.reap()
+        proc.kill_group(process.pid)  # whatever its jobs started and left running dies with it
         lived = time.monotonic() - started
         task = loop.create_task(self._after_exit(key, process.pid, code, lived))
         self._tasks.add(task)

@@ -16,6 +16,7 @@ class ThreadedExecutor(Executor):
     """``concurrency`` threads, each with its own connection, running the same loop as a child process."""
 
     default_concurrency = 8
+    capabilities = ThreadRunner.capabilities  # TIME limits cooperative (QueuedJob.checkpoint()), no MEMORY limits
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
