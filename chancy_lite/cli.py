@@ -3,11 +3,17 @@
 Every command goes through :class:`~chancy_lite.app.Chancy` (no SQL here) and
 fetches all it needs at once, so no read transaction stays open. A user
 mistake prints one ``chancy-lite: error: ...`` line on stderr and exits 2.
+
+Like ``python -m``, the command puts the current directory (after any
+``--path`` directories) first on ``sys.path``, so job functions and ``--app``
+modules next to the user's files import in this process and in the worker's
+children, which inherit the supervisor's ``sys.path``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib
@@ -25,7 +31,7 @@ from chancy_lite.db import MEMORY
 from chancy_lite.errors import ChancyError, JobNotFoundError, MigrationsNeededError
 from chancy_lite.job import Job, Limit, QueuedJob
 from chancy_lite.queue import MAX_SECONDS, Executor, Queue
-from chancy_lite.utils import UTC, utcnow
+from chancy_lite.utils import UTC, import_string, utcnow
 
 PROG = "chancy-lite"
 DB_ENV = "CHANCY_LITE_DB"
@@ -56,6 +62,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 1 check failed, 2 user mistake)."""
+    import_path = list(sys.path)
     try:
         args = build_parser().parse_args(argv)
         _configure_logging(args.verbose)
@@ -67,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         return 130
+    finally:
+        sys.path[:] = import_path  # run() extends it; a caller of main() in-process gets its own back
 
 
 def run(args: argparse.Namespace) -> int:
+    extend_import_path([*args.path, *getattr(args, "path_after_command", [])])
     app = open_app(args)
     with app:
         _check_database(app, args)
@@ -90,6 +100,44 @@ def _configure_logging(verbosity: int) -> None:
         )
 
 
+# --------------------------------------------------------------- imports
+
+
+def extend_import_path(directories: Sequence[str]) -> None:
+    """Put ``directories`` (``--path``), then the current directory, first on ``sys.path``.
+
+    ``--db``, ``$CHANCY_LITE_DB`` and ``--app`` all get this, as ``python -m`` would: a console script otherwise
+    has only its own ``bin`` directory there. Worker children are spawned with this ``sys.path``.
+    """
+    wanted: list[str] = []
+    for directory in directories:
+        full = os.path.abspath(directory)
+        if not os.path.isdir(full):
+            raise UsageError(f"--path {directory!r} is not a directory")
+        wanted.append(full)
+    try:
+        wanted.append(os.getcwd())
+    except OSError:  # the current directory was deleted: nothing there to import
+        pass
+    wanted = list(dict.fromkeys(wanted))
+    sys.path[:] = [*wanted, *(entry for entry in sys.path if entry not in wanted)]
+
+
+def job_defaults(func: str) -> tuple[Job | None, str | None]:
+    """The ``@job(...)`` of ``func`` if it can be imported here, and why it could not (None if it could).
+
+    A plain function (no ``@job``) has no defaults. Anything the module prints while it is imported goes to stderr,
+    so stdout keeps only the command's own output (the pushed job's id).
+    """
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            target = import_string(func)
+    except Exception as exc:  # ImportError, or whatever the module raised while it was imported
+        return None, " ".join(f"{type(exc).__name__}: {exc}".split())
+    attached = getattr(target, "job", None)
+    return (attached if isinstance(attached, Job) else None), None
+
+
 # --------------------------------------------------------------- the database
 
 
@@ -106,12 +154,10 @@ def open_app(args: argparse.Namespace) -> Chancy:
 
 
 def import_app(spec: str) -> Chancy:
-    """Import ``package.module:attribute`` (looked up from the current directory too)."""
+    """Import ``package.module:attribute`` (from ``sys.path``, which :func:`run` starts with the current directory)."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise UsageError(f"--app {spec!r} must look like 'package.module:attribute'")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -149,11 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """--db, --app and -v; on subcommands they default to SUPPRESS so they never undo the top-level ones."""
+    """--db, --app, --path and -v; on subcommands they default to SUPPRESS so they never undo the top-level ones."""
     absent = argparse.SUPPRESS if suppress else None
     parser.add_argument("--db", metavar="PATH", default=absent, help=f"the queue file (default: ${DB_ENV})")
     parser.add_argument(
         "--app", metavar="MODULE:ATTR", default=absent, help="import this Chancy instance, e.g. myproject.jobs:chancy"
+    )
+    parser.add_argument(  # a subcommand's --path goes to its own list, which would otherwise replace the top one
+        "--path", action="append", metavar="DIR", dest="path_after_command" if suppress else "path",
+        default=argparse.SUPPRESS if suppress else [],
+        help="look for job functions and --app modules in DIR too (repeatable; the current directory always is)",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
@@ -163,12 +214,12 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
 
 def add_command(
     subparsers: Subparsers, name: str, handler: Handler, summary: str, *, needs_schema: bool = True,
-    creates_file: bool = False,
+    creates_file: bool = False, epilog: str | None = None,
 ) -> argparse.ArgumentParser:
     """Add a command whose ``handler(chancy, args)`` runs on the opened, checked database."""
     common = _Parser(add_help=False)
     _add_global_options(common, suppress=True)
-    parser = subparsers.add_parser(name, parents=[common], help=summary, description=summary)
+    parser = subparsers.add_parser(name, parents=[common], help=summary, description=summary, epilog=epilog)
     parser.set_defaults(handler=handler, needs_schema=needs_schema, creates_file=creates_file)
     return parser
 
@@ -302,13 +353,20 @@ def _add_queue_commands(commands: Subparsers) -> None:
 
 
 def _add_push_command(queues: Subparsers) -> None:
-    push = add_command(queues, "push", cmd_queue_push, "push a job; prints its id")
+    push = add_command(
+        queues, "push", cmd_queue_push, "push a job; prints its id",
+        epilog="If FUNC can be imported here, its @job(...) settings (queue, priority, max_attempts, limits, "
+        "unique_key, kwargs, meta) are the defaults, and the options given replace them; if not, it is pushed as "
+        "given with a warning (a worker may still import it).",
+    )
     push.add_argument("func", help="the job function's import path, e.g. myproject.jobs.send_email")
-    push.add_argument("--queue", default="default", help="default: default")
+    push.add_argument("--queue", help="default: the function's @job queue, else default")
     push.add_argument("--kwargs", metavar="JSON", help="keyword arguments as a JSON object")
     push.add_argument("--meta", metavar="JSON", help="metadata as a JSON object")
-    push.add_argument("--priority", type=int, default=0, metavar="N", help="higher runs first")
-    push.add_argument("--max-attempts", type=int, default=1, metavar="N", help="total number of tries")
+    push.add_argument("--priority", type=int, metavar="N", help="higher runs first (default: @job's, else 0)")
+    push.add_argument(
+        "--max-attempts", type=int, metavar="N", help="total number of tries (default: @job's, else 1)"
+    )
     push.add_argument("--unique-key", metavar="K", help="push nothing if an unfinished job has this key")
     push.add_argument("--delay", type=DELAY_SECONDS, default=0.0, metavar="SECONDS", help="run no sooner")
 
@@ -405,11 +463,20 @@ def cmd_queue_delete(app: Chancy, args: argparse.Namespace) -> int:
 
 
 def cmd_queue_push(app: Chancy, args: argparse.Namespace) -> int:
-    job = Job(
-        func=args.func, queue=args.queue, kwargs=_json_object(args.kwargs, "--kwargs"),
-        meta=_json_object(args.meta, "--meta"), priority=args.priority, max_attempts=args.max_attempts,
-        unique_key=args.unique_key, scheduled_at=_now(app) + dt.timedelta(seconds=args.delay),
+    given = {
+        "queue": args.queue, "priority": args.priority, "max_attempts": args.max_attempts,
+        "unique_key": args.unique_key,
+        "kwargs": _json_object(args.kwargs, "--kwargs") if args.kwargs is not None else None,
+        "meta": _json_object(args.meta, "--meta") if args.meta is not None else None,
+    }
+    plain = Job(func=args.func)  # a malformed path is a mistake, not something to try importing
+    defaults, not_imported = job_defaults(args.func)
+    job = dataclasses.replace(
+        defaults or plain, func=args.func, scheduled_at=_now(app) + dt.timedelta(seconds=args.delay),
+        **{name: value for name, value in given.items() if value is not None},
     )
+    if not_imported is not None:
+        _warn(f"cannot import {args.func} here ({not_imported}); pushed it as given, without its @job settings")
     try:
         app.sync_get_queue(job.queue)
     except KeyError:
@@ -418,9 +485,7 @@ def cmd_queue_push(app: Chancy, args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_object(text: str | None, option: str) -> dict[str, Any]:
-    if text is None:
-        return {}
+def _json_object(text: str, option: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
