@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -759,3 +760,155 @@ def test_queue_push_of_a_function_it_cannot_import_warns_and_pushes_it_as_given(
         assert "not declared" in undeclared
         job = get_job(db_path, result.stdout.strip())
         assert job is not None and (job.func, job.queue, job.max_attempts) == (func, "default", 2)
+
+
+# ------------------------------------------------- stored text the CLI must print whatever it holds
+
+# A file name from os.listdir of a non-UTF-8 name (a lone surrogate), a NUL, a terminal escape, a right-to-left
+# override, an emoji and an accent.
+ODD = "file \udcff.txt nul \x00 esc \x1b[31m rtl \u202e emoji \U0001f600 caf\u00e9"
+ODD_TAG = "tag \udcff \x00 \u202e \U0001f600"
+ODD_TASKS = """\
+from chancy_lite import QueuedJob, job
+
+
+@job(queue="odd")
+def fail(*, text: str, context: QueuedJob) -> None:
+    context.meta["seen"] = text
+    context.meta["ratio"] = float("nan")  # meta may hold what JSON cannot spell
+    context.meta["floor"] = float("-inf")
+    raise RuntimeError("cannot open " + text)
+"""
+ENCODINGS = {
+    "default": {},
+    "PYTHONIOENCODING=ascii": {"PYTHONIOENCODING": "ascii"},
+    "PYTHONIOENCODING=utf-8 (strict)": {"PYTHONIOENCODING": "utf-8"},
+    "LANG=C": {"LANG": "C", "LC_ALL": "C"},
+}
+
+
+@dataclasses.dataclass
+class Stored:
+    project: Path
+    db_path: str
+    job_id: str
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
+    """A file holding a job that failed in a real worker with ODD in its kwargs, meta and traceback."""
+    script = Path(sys.executable).with_name("chancy-lite")
+    if not script.exists():
+        pytest.skip("the chancy-lite console script is not installed next to this Python")
+    project = tmp_path_factory.mktemp("odd") / "project"
+    project.mkdir()
+    (project / "oddtasks.py").write_text(ODD_TASKS)
+    db_path = str(project.parent / "jobs.db")
+    with Chancy(db_path) as app:
+        app.sync_migrate()
+        app.sync_declare(Queue("odd", concurrency=1))
+        app.sync_declare(Queue("tagged", tags={ODD_TAG}))
+        job_id = str(app.sync_push(Job(func="oddtasks.fail", queue="odd", kwargs={"text": ODD})))
+    with worker_process(script, project, "--db", db_path, "worker", "start") as log:
+        job = wait_finished(db_path, job_id, log)
+    assert job.state is QueuedJob.State.FAILED and job.meta["seen"] == ODD
+    assert ODD in job.errors[0]["traceback"]
+    return Stored(project, db_path, job_id)
+
+
+def run_bytes(stored: Stored, env: dict[str, str], *argv: str | bytes) -> subprocess.CompletedProcess[bytes]:
+    script = Path(sys.executable).with_name("chancy-lite")
+    return subprocess.run(
+        [str(script), "--db", stored.db_path, *argv], capture_output=True, timeout=60, cwd=stored.project,
+        env=user_env(**env),
+    )
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_stored_odd_text_prints_in_any_output_encoding(stored: Stored, encoding: str) -> None:
+    env = ENCODINGS[encoding]
+    codec = "ascii" if env.get("PYTHONIOENCODING") == "ascii" else "utf-8"
+    commands = [["job", "get", stored.job_id], ["job", "list"], ["job", "list", "--state", "failed"],
+                ["queue", "list"], ["status"]]
+    for argv in commands:
+        result = run_bytes(stored, env, *argv)
+        assert (result.returncode, result.stderr) == (0, b""), (argv, result)
+        out = result.stdout.decode(codec)  # strict: every byte is valid in the terminal's encoding
+        for raw in ("\x00", "\x1b", "\u202e"):  # nothing that drives the terminal or reorders the text
+            assert raw not in out, (argv, out)
+    shown = run_bytes(stored, env, "job", "get", stored.job_id).stdout.decode(codec)
+    lines = shown.splitlines()
+    assert lines[3].split() == ["state:", "failed"]
+    kwargs = next(line for line in lines if line.startswith("kwargs:"))
+    assert kwargs.split(None, 1)[1].startswith('{"text": "file \\udcff.txt nul \\u0000 esc \\u001b[31m rtl \\u202e')
+    assert lines[-1].startswith("RuntimeError: cannot open file \\udcff.txt nul \\x00 esc \\x1b[31m rtl \\u202e")
+    assert lines[-1].endswith("\\U0001f600 caf\\xe9" if codec == "ascii" else "\U0001f600 caf\u00e9")
+    listed = table(run_bytes(stored, env, "job", "list").stdout.decode(codec))
+    assert [row[:4] for row in listed[1:]] == [[stored.job_id, "odd", "oddtasks.fail", "failed"]]
+    queues = table(run_bytes(stored, env, "queue", "list").stdout.decode(codec))
+    tagged = next(row for row in queues if row[0] == "tagged")
+    assert tagged[4].startswith("tag \\udcff \\x00 \\u202e ")
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_job_get_json_is_strict_json_in_any_output_encoding(stored: Stored, encoding: str) -> None:
+    result = run_bytes(stored, ENCODINGS[encoding], "job", "get", stored.job_id, "--json")
+    assert (result.returncode, result.stderr) == (0, b""), result
+    text = result.stdout.decode("ascii")  # escaped, so no encoding can mangle it
+    data = json.loads(text, parse_constant=_no_constants)
+    assert data["kwargs"] == {"text": ODD}  # the exact text comes back, lone surrogate included
+    assert data["meta"] == {"seen": ODD, "ratio": "NaN", "floor": "-Infinity"}
+    assert ODD in data["errors"][0]["traceback"]
+    assert (data["id"], data["state"], data["func"]) == (stored.job_id, "failed", "oddtasks.fail")
+
+
+def test_an_argument_with_undecodable_bytes_is_a_user_mistake(stored: Stored, tmp_path: Path) -> None:
+    result = run_bytes(stored, {}, "job", "get", b"\xff")
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr == b"chancy-lite: error: '\\udcff' is not valid text: it holds bytes that are not UTF-8\n"
+    script = Path(sys.executable).with_name("chancy-lite")
+    created = subprocess.run(
+        [str(script), "--db", os.fsencode(tmp_path / "x") + b"\xff.db", "migrate"], capture_output=True, timeout=60,
+        env=user_env(),
+    )
+    assert created.returncode == 2 and created.stderr.count(b"\n") == 1 and b"not valid text" in created.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly(script: Path, db_path: str) -> None:
+    with Chancy(db_path) as app:
+        app.sync_migrate()
+        list(app.sync_push_many([Job(func=FUNC) for _ in range(2000)]))  # ~250 KB of table: more than a pipe holds
+    process = subprocess.Popen(
+        [str(script), "--db", db_path, "job", "list", "--limit", "2000"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=user_env(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith(b"id ")
+    process.stdout.close()  # as `| head -1` does
+    err = process.stderr.read()
+    assert process.wait(60) == 141, err
+    assert err == b""
+
+
+class AsciiOnlyStream(io.TextIOBase):
+    """A stream of an embedding program that refuses non-ASCII text (chancy-lite cannot make it lenient)."""
+
+    def write(self, text: str) -> int:
+        text.encode("ascii")
+        return len(text)
+
+
+def test_an_internal_failure_is_not_reported_as_a_user_mistake(
+    stored: Stored, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with contextlib.redirect_stdout(AsciiOnlyStream()):
+        code = main(["--db", stored.db_path, "job", "get", stored.job_id])
+    err = capsys.readouterr().err
+    assert code == 70, err
+    assert "Traceback" in err and "UnicodeEncodeError" in err
+    assert err.splitlines()[-1].startswith("chancy-lite: internal error: 'ascii' codec can't encode")
