@@ -2,20 +2,35 @@
 
 Every command goes through :class:`~chancy_lite.app.Chancy` (no SQL here) and
 fetches all it needs at once, so no read transaction stays open. A user
-mistake prints one ``chancy-lite: error: ...`` line on stderr and exits 2.
+mistake prints one ``chancy-lite: error: ...`` line on stderr and exits 2; an
+internal error prints its traceback and exits 70 (EX_SOFTWARE).
+
+Output never fails on stored text: stdout and stderr escape what their encoding
+cannot show (``errors="backslashreplace"``), stored text is printed with control
+characters, lone surrogates and bidirectional controls escaped, and ``--json``
+is ASCII-only JSON that any parser reads.
+
+Like ``python -m``, the command puts the current directory (after any
+``--path`` directories) first on ``sys.path``, so job functions and ``--app``
+modules next to the user's files import in this process and in the worker's
+children, which inherit the supervisor's ``sys.path``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib
+import io
 import json
 import logging
 import math
 import os
 import sys
+import traceback
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -25,11 +40,13 @@ from chancy_lite.db import MEMORY
 from chancy_lite.errors import ChancyError, JobNotFoundError, MigrationsNeededError
 from chancy_lite.job import Job, Limit, QueuedJob
 from chancy_lite.queue import MAX_SECONDS, Executor, Queue
-from chancy_lite.utils import UTC, utcnow
+from chancy_lite.utils import UTC, import_string, utcnow
 
 PROG = "chancy-lite"
 DB_ENV = "CHANCY_LITE_DB"
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug, not the user's mistake
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
 EXECUTORS = {"process": Executor.Process.value, "threaded": Executor.Threaded.value, "async": Executor.Async.value}
 STATES = [state.value for state in QueuedJob.State]
 
@@ -41,7 +58,8 @@ class UsageError(Exception):
     """A mistake on the command line or in its input."""
 
 
-USER_ERRORS = (UsageError, ChancyError, KeyError, ValueError, TypeError, OverflowError)  # overflow: a huge number
+# Overflow: a huge number. UnicodeError is a ValueError but never the user's mistake here (see main()).
+USER_ERRORS = (UsageError, ChancyError, KeyError, ValueError, TypeError, OverflowError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,21 +73,38 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit status (0 ok, 1 check failed, 2 user mistake)."""
+    """Run one command; returns the exit status (0 ok, 1 check failed, 2 user mistake, 70 internal error)."""
+    import_path = list(sys.path)
+    restore_output = _lenient_output()
     try:
         args = build_parser().parse_args(argv)
         _configure_logging(args.verbose)
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # here, so a closed pipe is seen below rather than at exit
+        return code
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
-    except USER_ERRORS as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as tools killed by SIGPIPE do
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if isinstance(exc, USER_ERRORS) and not isinstance(exc, UnicodeError):
+            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        traceback.print_exception(exc, file=sys.stderr)
+        print(f"{PROG}: internal error: {_one_line(exc)} (a bug: please report it with the traceback above)",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+    finally:
+        sys.path[:] = import_path  # run() extends it; a caller of main() in-process gets its own back
+        restore_output()
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_arguments_are_text(args)
+    extend_import_path([*args.path, *getattr(args, "path_after_command", [])])
     app = open_app(args)
     with app:
         _check_database(app, args)
@@ -78,7 +113,64 @@ def run(args: argparse.Namespace) -> int:
 
 def _one_line(exc: BaseException) -> str:
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-    return " ".join(str(text).split()) or type(exc).__name__
+    return printable(" ".join(str(text).split())) or type(exc).__name__
+
+
+def _lenient_output() -> Callable[[], None]:
+    """Make stdout and stderr escape what their encoding cannot show; returns what puts them back."""
+    changed: list[tuple[io.TextIOWrapper, str]] = []
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors != "backslashreplace":
+            previous = stream.errors
+            if _reconfigure(stream, "backslashreplace"):
+                changed.append((stream, previous))
+
+    def restore() -> None:
+        for stream, previous in changed:
+            _reconfigure(stream, previous)
+
+    return restore
+
+
+def _reconfigure(stream: io.TextIOWrapper, errors: str) -> bool:
+    try:
+        stream.reconfigure(errors=errors)  # flushes first
+    except (OSError, ValueError):  # closed, or its pipe is gone
+        return False
+    return True
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the final flush at exit does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (an in-process caller's buffer)
+        pass
+
+
+def _check_arguments_are_text(args: argparse.Namespace) -> None:
+    """Refuse arguments holding undecodable bytes (lone surrogates): SQLite can neither store nor look them up.
+
+    --kwargs and --meta are JSON documents stored escaped, and --path directories are file names: they may.
+    """
+    for name, value in vars(args).items():
+        if name in ("kwargs", "meta", "path", "path_after_command"):
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            for text in item if isinstance(item, tuple) else [item]:
+                if isinstance(text, str) and not is_text(text):
+                    raise UsageError(f"{text!r} is not valid text: it holds bytes that are not UTF-8")
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be encoded as UTF-8 (it holds no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -88,6 +180,44 @@ def _configure_logging(verbosity: int) -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+
+
+# --------------------------------------------------------------- imports
+
+
+def extend_import_path(directories: Sequence[str]) -> None:
+    """Put ``directories`` (``--path``), then the current directory, first on ``sys.path``.
+
+    ``--db``, ``$CHANCY_LITE_DB`` and ``--app`` all get this, as ``python -m`` would: a console script otherwise
+    has only its own ``bin`` directory there. Worker children are spawned with this ``sys.path``.
+    """
+    wanted: list[str] = []
+    for directory in directories:
+        full = os.path.abspath(directory)
+        if not os.path.isdir(full):
+            raise UsageError(f"--path {directory!r} is not a directory")
+        wanted.append(full)
+    try:
+        wanted.append(os.getcwd())
+    except OSError:  # the current directory was deleted: nothing there to import
+        pass
+    wanted = list(dict.fromkeys(wanted))
+    sys.path[:] = [*wanted, *(entry for entry in sys.path if entry not in wanted)]
+
+
+def job_defaults(func: str) -> tuple[Job | None, str | None]:
+    """The ``@job(...)`` of ``func`` if it can be imported here, and why it could not (None if it could).
+
+    A plain function (no ``@job``) has no defaults. Anything the module prints while it is imported goes to stderr,
+    so stdout keeps only the command's own output (the pushed job's id).
+    """
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            target = import_string(func)
+    except Exception as exc:  # ImportError, or whatever the module raised while it was imported
+        return None, " ".join(f"{type(exc).__name__}: {exc}".split())
+    attached = getattr(target, "job", None)
+    return (attached if isinstance(attached, Job) else None), None
 
 
 # --------------------------------------------------------------- the database
@@ -106,12 +236,10 @@ def open_app(args: argparse.Namespace) -> Chancy:
 
 
 def import_app(spec: str) -> Chancy:
-    """Import ``package.module:attribute`` (looked up from the current directory too)."""
+    """Import ``package.module:attribute`` (from ``sys.path``, which :func:`run` starts with the current directory)."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise UsageError(f"--app {spec!r} must look like 'package.module:attribute'")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -149,11 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """--db, --app and -v; on subcommands they default to SUPPRESS so they never undo the top-level ones."""
+    """--db, --app, --path and -v; on subcommands they default to SUPPRESS so they never undo the top-level ones."""
     absent = argparse.SUPPRESS if suppress else None
     parser.add_argument("--db", metavar="PATH", default=absent, help=f"the queue file (default: ${DB_ENV})")
     parser.add_argument(
         "--app", metavar="MODULE:ATTR", default=absent, help="import this Chancy instance, e.g. myproject.jobs:chancy"
+    )
+    parser.add_argument(  # a subcommand's --path goes to its own list, which would otherwise replace the top one
+        "--path", action="append", metavar="DIR", dest="path_after_command" if suppress else "path",
+        default=argparse.SUPPRESS if suppress else [],
+        help="look for job functions and --app modules in DIR too (repeatable; the current directory always is)",
     )
     parser.add_argument(
         "-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
@@ -163,12 +296,12 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
 
 def add_command(
     subparsers: Subparsers, name: str, handler: Handler, summary: str, *, needs_schema: bool = True,
-    creates_file: bool = False,
+    creates_file: bool = False, epilog: str | None = None,
 ) -> argparse.ArgumentParser:
     """Add a command whose ``handler(chancy, args)`` runs on the opened, checked database."""
     common = _Parser(add_help=False)
     _add_global_options(common, suppress=True)
-    parser = subparsers.add_parser(name, parents=[common], help=summary, description=summary)
+    parser = subparsers.add_parser(name, parents=[common], help=summary, description=summary, epilog=epilog)
     parser.set_defaults(handler=handler, needs_schema=needs_schema, creates_file=creates_file)
     return parser
 
@@ -302,13 +435,20 @@ def _add_queue_commands(commands: Subparsers) -> None:
 
 
 def _add_push_command(queues: Subparsers) -> None:
-    push = add_command(queues, "push", cmd_queue_push, "push a job; prints its id")
+    push = add_command(
+        queues, "push", cmd_queue_push, "push a job; prints its id",
+        epilog="If FUNC can be imported here, its @job(...) settings (queue, priority, max_attempts, limits, "
+        "unique_key, kwargs, meta) are the defaults, and the options given replace them; if not, it is pushed as "
+        "given with a warning (a worker may still import it).",
+    )
     push.add_argument("func", help="the job function's import path, e.g. myproject.jobs.send_email")
-    push.add_argument("--queue", default="default", help="default: default")
+    push.add_argument("--queue", help="default: the function's @job queue, else default")
     push.add_argument("--kwargs", metavar="JSON", help="keyword arguments as a JSON object")
     push.add_argument("--meta", metavar="JSON", help="metadata as a JSON object")
-    push.add_argument("--priority", type=int, default=0, metavar="N", help="higher runs first")
-    push.add_argument("--max-attempts", type=int, default=1, metavar="N", help="total number of tries")
+    push.add_argument("--priority", type=int, metavar="N", help="higher runs first (default: @job's, else 0)")
+    push.add_argument(
+        "--max-attempts", type=int, metavar="N", help="total number of tries (default: @job's, else 1)"
+    )
     push.add_argument("--unique-key", metavar="K", help="push nothing if an unfinished job has this key")
     push.add_argument("--delay", type=DELAY_SECONDS, default=0.0, metavar="SECONDS", help="run no sooner")
 
@@ -322,7 +462,9 @@ def _add_job_commands(commands: Subparsers) -> None:
     listing.add_argument("--limit", type=POSITIVE_INT, default=100, metavar="N")
     get = add_command(jobs, "get", cmd_job_get, "show every field of a job, with its errors' tracebacks")
     get.add_argument("id")
-    get.add_argument("--json", action="store_true", help="print JSON")
+    get.add_argument(
+        "--json", action="store_true", help="print JSON (ASCII only; NaN and infinities as strings)"
+    )
     add_command(jobs, "cancel", cmd_job_cancel, "cancel a job that has not finished").add_argument("id")
     add_command(jobs, "retry", cmd_job_retry, "put failed jobs back to pending").add_argument("ids", nargs="+")
     add_command(jobs, "purge", cmd_job_purge, "delete jobs").add_argument("ids", nargs="+")
@@ -344,7 +486,7 @@ def cmd_check_migrations(app: Chancy, args: argparse.Namespace) -> int:
     if app.sync_is_up_to_date():
         print("migrations are up to date")
         return 0
-    print(f"{PROG}: migrations are pending for {app.path}: run '{PROG} migrate'", file=sys.stderr)
+    print(f"{PROG}: migrations are pending for {printable(app.path)}: run '{PROG} migrate'", file=sys.stderr)
     return 1
 
 
@@ -405,11 +547,20 @@ def cmd_queue_delete(app: Chancy, args: argparse.Namespace) -> int:
 
 
 def cmd_queue_push(app: Chancy, args: argparse.Namespace) -> int:
-    job = Job(
-        func=args.func, queue=args.queue, kwargs=_json_object(args.kwargs, "--kwargs"),
-        meta=_json_object(args.meta, "--meta"), priority=args.priority, max_attempts=args.max_attempts,
-        unique_key=args.unique_key, scheduled_at=_now(app) + dt.timedelta(seconds=args.delay),
+    given = {
+        "queue": args.queue, "priority": args.priority, "max_attempts": args.max_attempts,
+        "unique_key": args.unique_key,
+        "kwargs": _json_object(args.kwargs, "--kwargs") if args.kwargs is not None else None,
+        "meta": _json_object(args.meta, "--meta") if args.meta is not None else None,
+    }
+    plain = Job(func=args.func)  # a malformed path is a mistake, not something to try importing
+    defaults, not_imported = job_defaults(args.func)
+    job = dataclasses.replace(
+        defaults or plain, func=args.func, scheduled_at=_now(app) + dt.timedelta(seconds=args.delay),
+        **{name: value for name, value in given.items() if value is not None},
     )
+    if not_imported is not None:
+        _warn(f"cannot import {args.func} here ({not_imported}); pushed it as given, without its @job settings")
     try:
         app.sync_get_queue(job.queue)
     except KeyError:
@@ -418,9 +569,7 @@ def cmd_queue_push(app: Chancy, args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_object(text: str | None, option: str) -> dict[str, Any]:
-    if text is None:
-        return {}
+def _json_object(text: str, option: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -447,7 +596,7 @@ def cmd_job_list(app: Chancy, args: argparse.Namespace) -> int:
 
 def cmd_job_get(app: Chancy, args: argparse.Namespace) -> int:
     job = _get_job(app, args.id)
-    print(json.dumps(job_to_dict(job), indent=2, default=_json_default) if args.json else describe_job(job))
+    print(job_to_json(job) if args.json else describe_job(job))
     return 0
 
 
@@ -497,7 +646,7 @@ def cmd_status(app: Chancy, args: argparse.Namespace) -> int:
     counts = app.sync_count_jobs()
     queues = {queue.name: queue for queue in app.sync_get_all_queues()}
     workers = app.sync_get_all_workers()
-    print(f"database: {app.path}")
+    print(f"database: {printable(app.path)}")
     if app.path != MEMORY:
         print(f"file size: {_size(app.path)}, WAL size: {_size(app.path + '-wal')}")
     print(f"workers: {len(workers)}")
@@ -525,7 +674,28 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, dt.datetime):
         return _time(value)
-    return str(value)
+    return printable(str(value))
+
+
+# Characters that reorder the text shown around them ("Trojan Source"): shown escaped, like control characters.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with control characters (but those in ``keep``), lone surrogates and bidirectional controls
+    backslash-escaped, so stored text can neither break the layout nor drive the terminal. Emoji, accents and
+    other scripts are kept (stdout escapes what its encoding cannot show)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        _escape(ch) if ch not in keep and (unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS) else ch
+        for ch in text
+    )
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _time(value: dt.datetime) -> str:
@@ -538,15 +708,15 @@ def describe_job(job: QueuedJob) -> str:
         ("id", job.id), ("func", job.func), ("queue", job.queue), ("state", job.state.value),
         ("attempts", f"{job.attempts}/{job.max_attempts}"), ("priority", job.priority),
         ("unique_key", job.unique_key), ("created_at", job.created_at), ("scheduled_at", job.scheduled_at),
-        ("started_at", job.started_at), ("completed_at", job.completed_at), ("kwargs", json.dumps(job.kwargs)),
-        ("meta", json.dumps(job.meta)), ("limits", ", ".join(_limit(lim) for lim in job.limits) or None),
+        ("started_at", job.started_at), ("completed_at", job.completed_at), ("kwargs", _json_text(job.kwargs)),
+        ("meta", _json_text(job.meta)), ("limits", ", ".join(_limit(lim) for lim in job.limits) or None),
         ("errors", len(job.errors)),
     ]
     width = max(len(name) for name, _ in fields) + 1
     lines = [f"{name + ':':<{width}} {_precise(value)}" for name, value in fields]
     for error in job.errors:
-        lines.append(f"--- error in attempt {error.get('attempt')} ---")
-        lines.append(str(error.get("traceback", "")).rstrip())
+        lines.append(f"--- error in attempt {_cell(error.get('attempt'))} ---")
+        lines.append(printable(str(error.get("traceback", "")).rstrip(), keep="\n\t"))
     return "\n".join(lines)
 
 
@@ -558,9 +728,32 @@ def _limit(limit: Limit) -> str:
     return f"{limit.type_.value}={limit.value:g}"
 
 
+def _json_text(value: object) -> str:
+    """Stored JSON for a person: non-ASCII text as itself, then made printable."""
+    return printable(json.dumps(value, ensure_ascii=False, default=repr))
+
+
 def job_to_dict(job: QueuedJob) -> dict[str, Any]:
     data = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)}
     return {"id": job.id, **data, "state": job.state.value}
+
+
+def job_to_json(job: QueuedJob) -> str:
+    """Strict JSON, ASCII only: lone surrogates and control characters escaped (\\udcff), NaN and infinities
+    (which a job's meta may hold) as the strings "NaN", "Infinity" and "-Infinity"."""
+    return json.dumps(
+        _finite(job_to_dict(job)), indent=2, default=_json_default, ensure_ascii=True, allow_nan=False
+    )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _json_default(value: object) -> object:
@@ -582,7 +775,7 @@ def _now(app: Chancy) -> dt.datetime:
 
 
 def _warn(message: str) -> None:
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
+    print(f"{PROG}: warning: {printable(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

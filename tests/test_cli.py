@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -18,6 +21,8 @@ import pytest
 from chancy_lite import Chancy, Job, Queue, QueuedJob
 from chancy_lite.cli import DB_ENV, format_table, main
 from chancy_lite.utils import utcnow
+from tests.conftest import wait_until
+from tests.test_readme import code_blocks
 
 FUNC = "myproject.jobs.send_email"
 ROOT = Path(__file__).resolve().parent.parent
@@ -552,3 +557,358 @@ def test_console_script_check_migrations(db_path: str) -> None:
     assert run_process(str(script), "--db", db_path, "check-migrations").returncode == 1
     assert run_process(str(script), "--db", db_path, "migrate").returncode == 0
     assert run_process(str(script), "--db", db_path, "check-migrations").returncode == 0
+
+
+# ----------------------------------------- the console script, run where the user's files are
+
+
+@pytest.fixture
+def script() -> Path:
+    found = Path(sys.executable).with_name("chancy-lite")
+    if not found.exists():
+        pytest.skip("the chancy-lite console script is not installed next to this Python")
+    return found
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A user's folder (the current directory of the commands below); logs go next to it, not in it."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell: nothing puts this repository or the project on the import path."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", DB_ENV)}
+    return {**env, **extra}
+
+
+def run_script(
+    script: Path, cwd: Path, *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(script), *argv], capture_output=True, text=True, timeout=60, cwd=cwd, env=env or user_env()
+    )
+
+
+@contextlib.contextmanager
+def worker_process(script: Path, cwd: Path, *argv: str, env: dict[str, str] | None = None) -> Iterator[Path]:
+    """``chancy-lite ARGV`` (a ``worker start`` command) in ``cwd``; stopped with SIGTERM at the end of the block,
+    where it must exit 0. Yields the path of its log (stdout and stderr)."""
+    log_path = cwd.parent / f"worker-{uuid.uuid4().hex[:8]}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(script), *argv], cwd=cwd, env=env or user_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield log_path
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(30)
+            assert code == 0, f"the worker exited with {code}:\n{log_path.read_text(errors='replace')}"
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+
+def wait_finished(db_path: str, job_id: str, log_path: Path, timeout: float = 30.0) -> QueuedJob:
+    """Poll the job until it succeeded or failed, against a deadline."""
+
+    def finished() -> QueuedJob | None:
+        job = get_job(db_path, job_id)
+        return job if job is not None and job.is_finished else None
+
+    try:
+        return wait_until(finished, timeout=timeout, interval=0.05)
+    except AssertionError:
+        raise AssertionError(
+            f"job {job_id} did not finish within {timeout} s:\n{log_path.read_text(errors='replace')}"
+        ) from None
+
+
+def test_readme_walk_through_with_the_environment_variable(script: Path, project: Path) -> None:
+    """README "From the command line", in the folder holding the README's tasks.py: no --app, no --path."""
+    (project / "tasks.py").write_text(code_blocks()["tasks.py"])
+    env = user_env(**{DB_ENV: "jobs.db"})
+    assert run_script(script, project, "migrate", env=env).returncode == 0
+    assert run_script(script, project, "queue", "declare", "emails", "--concurrency", "4", env=env).returncode == 0
+    pushed = run_script(
+        script, project, "queue", "push", "tasks.greet", "--kwargs", '{"name": "ada"}', "--queue", "emails", env=env
+    )
+    assert (pushed.returncode, pushed.stderr) == (0, ""), pushed
+    job_id = pushed.stdout.strip()
+    with worker_process(script, project, "worker", "start", "--queue", "emails:4", env=env) as log:
+        job = wait_finished(str(project / "jobs.db"), job_id, log)
+    assert job.state is QueuedJob.State.SUCCEEDED, job.errors
+    assert job.meta == {"greeting": "hello ada (attempt 1)"}
+    assert job.max_attempts == 3  # from @job(max_attempts=3) in tasks.py
+    shown = run_script(script, project, "job", "get", job_id, env=env)
+    assert re.search(r"^state: +succeeded$", shown.stdout, flags=re.M), shown
+
+
+PATH_TASKS = """\
+import os
+
+from chancy_lite import QueuedJob, job
+
+
+@job(queue="lib")
+def where(*, context: QueuedJob) -> None:
+    context.meta["module"] = os.path.basename(__file__)
+"""
+
+
+def test_path_option_makes_a_directory_importable_for_push_and_worker(
+    script: Path, project: Path, db_path: str
+) -> None:
+    (project / "lib").mkdir()
+    (project / "lib" / "libtasks.py").write_text(PATH_TASKS)
+    assert run_script(script, project, "--db", db_path, "migrate").returncode == 0
+    without = run_script(script, project, "--db", db_path, "queue", "push", "libtasks.where")
+    assert without.returncode == 0
+    assert without.stderr.startswith("chancy-lite: warning: cannot import libtasks.where here"), without.stderr
+    assert get_job(db_path, without.stdout.strip()).queue == "default"  # type: ignore[union-attr]
+    run_script(script, project, "--db", db_path, "job", "purge", without.stdout.strip())
+
+    pushed = run_script(script, project, "--db", db_path, "--path", "lib", "queue", "push", "libtasks.where")
+    assert pushed.returncode == 0 and "cannot import" not in pushed.stderr, pushed
+    job_id = pushed.stdout.strip()
+    # --path after the command works too, and reaches the worker's child processes.
+    worker = ["--db", db_path, "worker", "start", "--queue", "lib:1", "--path", "lib"]
+    with worker_process(script, project, *worker) as log:
+        job = wait_finished(db_path, job_id, log)
+    assert (job.queue, job.state, job.meta) == ("lib", QueuedJob.State.SUCCEEDED, {"module": "libtasks.py"})
+
+
+def test_path_option_must_name_a_directory(script: Path, project: Path, db_path: str) -> None:
+    result = run_script(script, project, "--db", db_path, "--path", "no-such-dir", "status")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "chancy-lite: error: --path 'no-such-dir' is not a directory\n"
+
+
+def test_help_documents_the_path_option(cli: Cli) -> None:
+    assert "--path DIR" in cli("--help").out
+    assert "@job" in cli("queue", "push", "--help").out
+
+
+DEFAULTS_TASKS = """\
+from chancy_lite import Limit, job
+
+print("tasks imported")  # must not end up in the output a script reads the job id from
+
+
+@job(
+    queue="mail", priority=4, max_attempts=5, unique_key="welcome", meta={"from": "decorator"},
+    limits=[Limit(Limit.Type.TIME, 30)], kwargs={"to": "someone"},
+)
+def send(*, to: str) -> None:
+    pass
+
+
+def plain() -> None:
+    pass
+"""
+
+
+def test_queue_push_uses_the_job_decorator_defaults_and_options_win(
+    script: Path, project: Path, db_path: str
+) -> None:
+    (project / "tasks.py").write_text(DEFAULTS_TASKS)
+    env = user_env(**{DB_ENV: db_path})
+    assert run_script(script, project, "migrate", env=env).returncode == 0
+
+    defaults = run_script(script, project, "queue", "push", "tasks.send", env=env)
+    assert defaults.returncode == 0, defaults
+    assert re.fullmatch(r"[0-9a-f-]{36}\n", defaults.stdout), defaults.stdout
+    assert "tasks imported" in defaults.stderr and "cannot import" not in defaults.stderr
+    job = get_job(db_path, defaults.stdout.strip())
+    assert job is not None
+    assert (job.func, job.queue, job.priority, job.max_attempts) == ("tasks.send", "mail", 4, 5)
+    assert job.unique_key == "welcome"
+    assert (job.kwargs, job.meta, [(lim.type_.value, lim.value) for lim in job.limits]) == (
+        {"to": "someone"}, {"from": "decorator"}, [("time", 30)]
+    )
+
+    explicit = run_script(
+        script, project, "queue", "push", "tasks.send", "--queue", "urgent", "--priority", "9", "--max-attempts", "1",
+        "--unique-key", "other", "--kwargs", '{"to": "ada"}', "--meta", "{}", env=env,
+    )
+    assert explicit.returncode == 0, explicit
+    job = get_job(db_path, explicit.stdout.strip())
+    assert job is not None
+    assert (job.queue, job.priority, job.max_attempts, job.unique_key) == ("urgent", 9, 1, "other")
+    assert (job.kwargs, job.meta, len(job.limits)) == ({"to": "ada"}, {}, 1)  # no option for limits: @job's stay
+
+    plain = run_script(script, project, "queue", "push", "tasks.plain", env=env)
+    assert plain.returncode == 0 and "cannot import" not in plain.stderr
+    job = get_job(db_path, plain.stdout.strip())
+    assert job is not None and (job.queue, job.max_attempts) == ("default", 1)
+
+
+def test_queue_push_of_a_function_it_cannot_import_warns_and_pushes_it_as_given(
+    script: Path, project: Path, db_path: str
+) -> None:
+    (project / "broken.py").write_text("raise RuntimeError('no config\\nhere')\n")
+    assert run_script(script, project, "--db", db_path, "migrate").returncode == 0
+    for func, reason in [("elsewhere.tasks.send", "no module found"), ("broken.send", "RuntimeError: no config")]:
+        result = run_script(script, project, "--db", db_path, "queue", "push", func, "--max-attempts", "2")
+        assert result.returncode == 0, result
+        warning, undeclared = result.stderr.splitlines()
+        assert warning.startswith(f"chancy-lite: warning: cannot import {func} here (") and reason in warning
+        assert "not declared" in undeclared
+        job = get_job(db_path, result.stdout.strip())
+        assert job is not None and (job.func, job.queue, job.max_attempts) == (func, "default", 2)
+
+
+# ------------------------------------------------- stored text the CLI must print whatever it holds
+
+# A file name from os.listdir of a non-UTF-8 name (a lone surrogate), a NUL, a terminal escape, a right-to-left
+# override, an emoji and an accent.
+ODD = "file \udcff.txt nul \x00 esc \x1b[31m rtl \u202e emoji \U0001f600 caf\u00e9"
+ODD_TAG = "tag \udcff \x00 \u202e \U0001f600"
+ODD_TASKS = """\
+from chancy_lite import QueuedJob, job
+
+
+@job(queue="odd")
+def fail(*, text: str, context: QueuedJob) -> None:
+    context.meta["seen"] = text
+    context.meta["ratio"] = float("nan")  # meta may hold what JSON cannot spell
+    context.meta["floor"] = float("-inf")
+    raise RuntimeError("cannot open " + text)
+"""
+ENCODINGS = {
+    "default": {},
+    "PYTHONIOENCODING=ascii": {"PYTHONIOENCODING": "ascii"},
+    "PYTHONIOENCODING=utf-8 (strict)": {"PYTHONIOENCODING": "utf-8"},
+    "LANG=C": {"LANG": "C", "LC_ALL": "C"},
+}
+
+
+@dataclasses.dataclass
+class Stored:
+    project: Path
+    db_path: str
+    job_id: str
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Stored:
+    """A file holding a job that failed in a real worker with ODD in its kwargs, meta and traceback."""
+    script = Path(sys.executable).with_name("chancy-lite")
+    if not script.exists():
+        pytest.skip("the chancy-lite console script is not installed next to this Python")
+    project = tmp_path_factory.mktemp("odd") / "project"
+    project.mkdir()
+    (project / "oddtasks.py").write_text(ODD_TASKS)
+    db_path = str(project.parent / "jobs.db")
+    with Chancy(db_path) as app:
+        app.sync_migrate()
+        app.sync_declare(Queue("odd", concurrency=1))
+        app.sync_declare(Queue("tagged", tags={ODD_TAG}))
+        job_id = str(app.sync_push(Job(func="oddtasks.fail", queue="odd", kwargs={"text": ODD})))
+    with worker_process(script, project, "--db", db_path, "worker", "start") as log:
+        job = wait_finished(db_path, job_id, log)
+    assert job.state is QueuedJob.State.FAILED and job.meta["seen"] == ODD
+    assert ODD in job.errors[0]["traceback"]
+    return Stored(project, db_path, job_id)
+
+
+def run_bytes(stored: Stored, env: dict[str, str], *argv: str | bytes) -> subprocess.CompletedProcess[bytes]:
+    script = Path(sys.executable).with_name("chancy-lite")
+    return subprocess.run(
+        [str(script), "--db", stored.db_path, *argv], capture_output=True, timeout=60, cwd=stored.project,
+        env=user_env(**env),
+    )
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_stored_odd_text_prints_in_any_output_encoding(stored: Stored, encoding: str) -> None:
+    env = ENCODINGS[encoding]
+    codec = "ascii" if env.get("PYTHONIOENCODING") == "ascii" else "utf-8"
+    commands = [["job", "get", stored.job_id], ["job", "list"], ["job", "list", "--state", "failed"],
+                ["queue", "list"], ["status"]]
+    for argv in commands:
+        result = run_bytes(stored, env, *argv)
+        assert (result.returncode, result.stderr) == (0, b""), (argv, result)
+        out = result.stdout.decode(codec)  # strict: every byte is valid in the terminal's encoding
+        for raw in ("\x00", "\x1b", "\u202e"):  # nothing that drives the terminal or reorders the text
+            assert raw not in out, (argv, out)
+    shown = run_bytes(stored, env, "job", "get", stored.job_id).stdout.decode(codec)
+    lines = shown.splitlines()
+    assert lines[3].split() == ["state:", "failed"]
+    kwargs = next(line for line in lines if line.startswith("kwargs:"))
+    assert kwargs.split(None, 1)[1].startswith('{"text": "file \\udcff.txt nul \\u0000 esc \\u001b[31m rtl \\u202e')
+    assert lines[-1].startswith("RuntimeError: cannot open file \\udcff.txt nul \\x00 esc \\x1b[31m rtl \\u202e")
+    assert lines[-1].endswith("\\U0001f600 caf\\xe9" if codec == "ascii" else "\U0001f600 caf\u00e9")
+    listed = table(run_bytes(stored, env, "job", "list").stdout.decode(codec))
+    assert [row[:4] for row in listed[1:]] == [[stored.job_id, "odd", "oddtasks.fail", "failed"]]
+    queues = table(run_bytes(stored, env, "queue", "list").stdout.decode(codec))
+    tagged = next(row for row in queues if row[0] == "tagged")
+    assert tagged[4].startswith("tag \\udcff \\x00 \\u202e ")
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_job_get_json_is_strict_json_in_any_output_encoding(stored: Stored, encoding: str) -> None:
+    result = run_bytes(stored, ENCODINGS[encoding], "job", "get", stored.job_id, "--json")
+    assert (result.returncode, result.stderr) == (0, b""), result
+    text = result.stdout.decode("ascii")  # escaped, so no encoding can mangle it
+    data = json.loads(text, parse_constant=_no_constants)
+    assert data["kwargs"] == {"text": ODD}  # the exact text comes back, lone surrogate included
+    assert data["meta"] == {"seen": ODD, "ratio": "NaN", "floor": "-Infinity"}
+    assert ODD in data["errors"][0]["traceback"]
+    assert (data["id"], data["state"], data["func"]) == (stored.job_id, "failed", "oddtasks.fail")
+
+
+def test_an_argument_with_undecodable_bytes_is_a_user_mistake(stored: Stored, tmp_path: Path) -> None:
+    result = run_bytes(stored, {}, "job", "get", b"\xff")
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert result.stderr == b"chancy-lite: error: '\\udcff' is not valid text: it holds bytes that are not UTF-8\n"
+    script = Path(sys.executable).with_name("chancy-lite")
+    created = subprocess.run(
+        [str(script), "--db", os.fsencode(tmp_path / "x") + b"\xff.db", "migrate"], capture_output=True, timeout=60,
+        env=user_env(),
+    )
+    assert created.returncode == 2 and created.stderr.count(b"\n") == 1 and b"not valid text" in created.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly(script: Path, db_path: str) -> None:
+    with Chancy(db_path) as app:
+        app.sync_migrate()
+        list(app.sync_push_many([Job(func=FUNC) for _ in range(2000)]))  # ~250 KB of table: more than a pipe holds
+    process = subprocess.Popen(
+        [str(script), "--db", db_path, "job", "list", "--limit", "2000"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=user_env(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith(b"id ")
+    process.stdout.close()  # as `| head -1` does
+    err = process.stderr.read()
+    assert process.wait(60) == 141, err
+    assert err == b""
+
+
+class AsciiOnlyStream(io.TextIOBase):
+    """A stream of an embedding program that refuses non-ASCII text (chancy-lite cannot make it lenient)."""
+
+    def write(self, text: str) -> int:
+        text.encode("ascii")
+        return len(text)
+
+
+def test_an_internal_failure_is_not_reported_as_a_user_mistake(
+    stored: Stored, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with contextlib.redirect_stdout(AsciiOnlyStream()):
+        code = main(["--db", stored.db_path, "job", "get", stored.job_id])
+    err = capsys.readouterr().err
+    assert code == 70, err
+    assert "Traceback" in err and "UnicodeEncodeError" in err
+    assert err.splitlines()[-1].startswith("chancy-lite: internal error: 'ascii' codec can't encode")
