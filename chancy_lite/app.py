@@ -51,6 +51,7 @@ class Chancy:
         allow_network_fs: bool | None = None,
         clock: Clock | None = None,
     ) -> None:
+        db.require_apsw()
         self.path = db.parse_path(path)
         if allow_network_fs is None:
             allow_network_fs = os.environ.get("CHANCY_LITE_ALLOW_NETWORK_FS", "") not in ("", "0")

@@ -24,6 +24,7 @@ from chancy_lite.errors import (
     DatabaseBusyError,
     DatabaseError,
     DatabaseFullError,
+    DependencyTooOldError,
     NotADatabaseError,
     ReadOnlyDatabaseError,
 )
@@ -38,7 +39,19 @@ NETWORK_FILESYSTEMS = frozenset(
      "davfs", "gcsfuse", "s3fs", "virtiofs", "vboxsf", "prl_fs", "vmhgfs"}
 )
 SQLITE_HEADER = b"SQLite format 3\x00"
+# apsw 3.51.0.0 added Connection.transaction_mode, which makes ``with conn:`` open BEGIN IMMEDIATE. On older apsw,
+# setting it on our subclass only creates a plain attribute and every ``with conn:`` silently stays DEFERRED.
+APSW_MINIMUM = "3.51.0.0"
 
+
+def require_apsw() -> None:
+    """Refuse an apsw too old to open write transactions with BEGIN IMMEDIATE (see :data:`APSW_MINIMUM`)."""
+    if not hasattr(apsw.Connection, "transaction_mode"):
+        raise DependencyTooOldError(
+            f"chancy_lite needs apsw >= {APSW_MINIMUM} (its Connection.transaction_mode makes every write "
+            f"transaction BEGIN IMMEDIATE) but apsw {apsw.apsw_version()} is installed: "
+            f"upgrade it with: pip install --upgrade 'apsw>={APSW_MINIMUM}'"
+        )
 
 
 def parse_path(path: str | os.PathLike[str]) -> str:
@@ -192,6 +205,7 @@ def connect(
     ``autocheckpoint`` is SQLite's WAL auto-checkpoint threshold in pages; 0 leaves checkpoints to someone else
     (a worker's supervisor checkpoints in the background so that its children's commits never pay for it).
     """
+    require_apsw()
     synchronous = synchronous.upper()
     if synchronous not in SYNCHRONOUS:
         raise ConfigurationError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
