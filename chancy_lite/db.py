@@ -190,6 +190,19 @@ def busy_handler(timeout: float) -> Callable[[int], bool]:
     return handler
 
 
+def _switch_to_wal(conn: Connection, wait: Callable[[int], bool]) -> object:
+    """``PRAGMA journal_mode = WAL``, waiting like the busy handler when another connection is switching a new file
+    at the same moment: SQLite then answers SQLITE_BUSY at once, without calling the busy handler."""
+    calls = 0
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+        except apsw.BusyError:
+            if not wait(calls):
+                raise
+            calls += 1
+
+
 def connect(
     path: str,
     *,
@@ -216,11 +229,12 @@ def connect(
     with translate_errors(path):
         conn = Connection(path, statementcachesize=256)
         try:
-            conn.set_busy_handler(busy_handler(busy_timeout))
+            wait = busy_handler(busy_timeout)
+            conn.set_busy_handler(wait)
             conn.transaction_mode = "IMMEDIATE"
             conn.wal_autocheckpoint(autocheckpoint)
             if path != MEMORY:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+                mode = _switch_to_wal(conn, wait)
                 if str(mode).lower() != "wal":
                     raise DatabaseError(f"could not switch {path!r} to WAL mode (got {mode!r})")
             conn.execute(
