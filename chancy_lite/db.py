@@ -54,14 +54,43 @@ def require_apsw() -> None:
         )
 
 
+# A URL's scheme ("postgresql://..."), and a libpq keyword DSN ("host=db dbname=jobs user=me").
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_KEYWORD_DSN = re.compile(r"\s*(\w+\s*=\s*\S*\s*)+")
+_LIBPQ_KEYS = re.compile(r"(?:^|\s)(host|hostaddr|dbname|user|password|port|sslmode|service)\s*=")
+_USE_SQLITE = "chancy_lite needs a SQLite file path (such as 'jobs.db') or a sqlite:///path URL"
+
+
 def parse_path(path: str | os.PathLike[str]) -> str:
-    """A file path from a path or a ``sqlite:///path`` URL."""
+    """A file path from a path or a ``sqlite:///path`` URL; any other URL (a Postgres DSN) is refused."""
     text = os.fspath(path)
     if not isinstance(text, str) or not text:
         raise ConfigurationError("the database path is empty: give a file path such as 'jobs.db'")
-    if text.startswith("sqlite://"):
+    url = _URL_SCHEME.match(text)
+    if url is not None and url.group(1).lower() != "sqlite":
+        # Never echo the URL itself: a DSN often carries a password.
+        postgres = url.group(1).lower().startswith("postgres")
+        raise ConfigurationError(
+            f"{_USE_SQLITE}, not a {url.group(1)}:// URL"
+            + ("; Postgres DSNs are for Chancy itself, chancy_lite keeps its jobs in one file" if postgres else "")
+        )
+    if url is None and _KEYWORD_DSN.fullmatch(text) and _LIBPQ_KEYS.search(text):
+        raise ConfigurationError(
+            f"{_USE_SQLITE}, not a Postgres connection string (host=... dbname=...): those are for Chancy itself"
+        )
+    if url is not None:
         # SQLAlchemy's spelling: sqlite:///relative.db, sqlite:////absolute.db, sqlite:// = memory.
-        text = text[len("sqlite:///"):] if text.startswith("sqlite:///") else MEMORY
+        rest = text[url.end():]
+        if rest and not rest.startswith("/"):
+            raise ConfigurationError(
+                f"{text!r} names a host, not a file: write sqlite:///{rest} (relative to the current directory) "
+                "or sqlite:////absolute/path.db"
+            )
+        if "?" in rest:
+            raise ConfigurationError(
+                "chancy_lite reads no options from a sqlite:/// URL (the part after '?'): pass them to Chancy(...)"
+            )
+        text = rest[1:] if rest else MEMORY
         if not text:
             raise ConfigurationError("the sqlite:/// URL names no file: use sqlite:///path/to/jobs.db")
     if text == MEMORY:

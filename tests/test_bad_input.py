@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from chancy_lite.errors import (
 )
 
 FUNC = "tests.test_bad_input.work"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def work(**kwargs: Any) -> None:
@@ -318,3 +321,60 @@ def test_an_empty_path_is_a_configuration_error() -> None:
         Chancy("")
     with pytest.raises(ConfigurationError):
         Chancy("sqlite:///")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://user:s3cret@db.example.com:5432/jobs", "postgres://user:s3cret@localhost/jobs",
+     "POSTGRESQL://user:s3cret@localhost/jobs", "postgresql+psycopg://user:s3cret@localhost/jobs"],
+)
+def test_a_postgres_url_is_refused_at_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Chancy's DSN pasted in: one clear error at Chancy(...), not a missing directory later, and no password."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        Chancy(url)
+    message = str(info.value)
+    assert "SQLite file path" in message and "sqlite:///" in message
+    assert "Postgres DSNs are for Chancy itself" in message
+    assert "does not exist" not in message
+    assert "s3cret" not in message  # a DSN's password is never echoed
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dsn", ["host=localhost dbname=jobs user=me password=s3cret", "dbname=jobs"])
+def test_a_postgres_keyword_dsn_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dsn: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="Chancy itself") as info:
+        Chancy(dsn)
+    assert "s3cret" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["mysql://me@localhost/jobs", "redis://localhost:6379/0", "file:///tmp/jobs.db"])
+def test_any_other_url_scheme_is_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"SQLite file path .* sqlite:///path URL"):
+        Chancy(url)
+
+
+def test_a_sqlite_url_with_a_host_or_options_is_refused_not_turned_into_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sqlite://jobs.db (two slashes) used to open a private in-memory database: the jobs were silently lost."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"sqlite:///jobs\.db"):
+        Chancy("sqlite://jobs.db")
+    with pytest.raises(ConfigurationError, match="options"):
+        Chancy("sqlite:///jobs.db?mode=ro")
+    assert list(tmp_path.iterdir()) == []
+    with Chancy("SQLite:///jobs.db") as app:  # the scheme is case-insensitive
+        assert app.path == str(tmp_path / "jobs.db")
+
+
+def test_the_cli_refuses_a_postgres_url_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chancy_lite.cli", "--db", "postgresql://me:s3cret@localhost/jobs", "status"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "Chancy itself" in result.stderr and "s3cret" not in result.stderr
