@@ -288,17 +288,36 @@ _TRANSLATIONS: tuple[tuple[type[BaseException], type[DatabaseError], str], ...] 
 )
 
 
+def translate(exc: BaseException, path: str = "") -> BaseException:
+    """The chancy_lite error for an apsw error a user can act on, else ``exc`` itself."""
+    for source, target, message in _TRANSLATIONS:
+        if isinstance(exc, source):
+            where = f" ({path})" if path else ""
+            return target(f"{message}{where}: {exc}")
+    return exc
+
+
 @contextlib.contextmanager
 def translate_errors(path: str = "") -> Iterator[None]:
     """Re-raise apsw errors that a user can act on as chancy_lite errors."""
     try:
         yield
     except apsw.Error as exc:
-        for source, target, message in _TRANSLATIONS:
-            if isinstance(exc, source):
-                where = f" ({path})" if path else ""
-                raise target(f"{message}{where}: {exc}") from exc
-        raise
+        error = translate(exc, path)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+_NO_SUCH_TABLE = re.compile(r"no such table: (?:\w+\.)?(\S+)")
+
+
+def missing_table(exc: BaseException) -> str | None:
+    """The table an apsw "no such table" error names (without its schema), or None for any other error."""
+    if not isinstance(exc, apsw.SQLError):
+        return None
+    found = _NO_SUCH_TABLE.search(str(exc))
+    return found.group(1) if found else None
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -20,6 +20,7 @@ from chancy_lite.errors import (
     ConfigurationError,
     InvalidJobError,
     InvalidQueueError,
+    MigrationsNeededError,
     NotADatabaseError,
     NotSerializableError,
 )
@@ -378,3 +379,108 @@ def test_the_cli_refuses_a_postgres_url_in_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "Chancy itself" in result.stderr and "s3cret" not in result.stderr
+
+
+# ------------------------------------------------------- unmigrated files
+
+
+JOB_ID = "0190d5b2-7a4e-7000-8000-000000000000"
+# Every public method that needs the schema, with arguments (the sync_ twin takes the same ones).
+SCHEMA_CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
+    "declare": ((Queue("q"),), {}),
+    "get_queue": (("q",), {}),
+    "get_all_queues": ((), {}),
+    "pause_queue": (("q",), {}),
+    "resume_queue": (("q",), {}),
+    "delete_queue": (("q",), {}),
+    "push": ((Job(func=FUNC),), {}),
+    "push_many": (([Job(func=FUNC)],), {}),
+    "get_job": ((JOB_ID,), {}),
+    "get_jobs": (([JOB_ID],), {}),
+    "list_jobs": ((), {}),
+    "count_jobs": ((), {}),
+    "cancel_job": ((JOB_ID,), {}),
+    "retry_jobs": (([JOB_ID],), {}),
+    "purge_jobs": (([JOB_ID],), {}),
+    "get_all_workers": ((), {}),
+    "wait_for_job": ((JOB_ID,), {"timeout": 5}),
+    "wait_for_jobs": (([JOB_ID],), {"timeout": 5}),
+}
+EX_CALLS: dict[str, Any] = {"declare_ex": Queue("q"), "push_ex": Job(func=FUNC), "push_many_ex": [Job(func=FUNC)]}
+
+
+def test_the_list_of_schema_calls_covers_every_public_method() -> None:
+    public = {name[len("sync_"):] for name in dir(Chancy) if name.startswith("sync_")}
+    assert public - {"migrate", "is_up_to_date"} == set(SCHEMA_CALLS) | set(EX_CALLS)
+
+
+def call_sync(app: Chancy, name: str) -> None:
+    args, kwargs = SCHEMA_CALLS[name]
+    result = getattr(app, f"sync_{name}")(*args, **kwargs)
+    if name == "push_many":
+        list(result)
+
+
+async def call_async(app: Chancy, name: str) -> None:
+    args, kwargs = SCHEMA_CALLS[name]
+    if name == "push_many":
+        async for _ in app.push_many(*args, **kwargs):
+            pass
+    else:
+        await getattr(app, name)(*args, **kwargs)
+
+
+@pytest.fixture(params=["new-file", "migrated-down-to-0", "other-apps-tables"])
+def unmigrated(request: pytest.FixtureRequest, db_path: str) -> Iterator[Chancy]:
+    with Chancy(db_path) as app:
+        if request.param == "migrated-down-to-0":
+            app.sync_migrate()
+            app.sync_migrate(to_version=0)
+        elif request.param == "other-apps-tables":
+            with app.transaction() as conn:
+                conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        yield app
+
+
+def assert_says_migrate(error: MigrationsNeededError, db_path: str) -> None:
+    message = str(error)
+    assert f"chancy-lite --db {db_path} migrate" in message and "await chancy.migrate()" in message, message
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMA_CALLS))
+def test_every_method_on_an_unmigrated_file_says_to_migrate(unmigrated: Chancy, db_path: str, name: str) -> None:
+    with pytest.raises(MigrationsNeededError) as info:
+        call_sync(unmigrated, name)
+    assert_says_migrate(info.value, db_path)
+    with pytest.raises(MigrationsNeededError) as info:
+        asyncio.run(call_async(unmigrated, name))
+    assert_says_migrate(info.value, db_path)
+    assert unmigrated.sync_is_up_to_date() is False
+
+
+@pytest.mark.parametrize("name", sorted(EX_CALLS))
+def test_ex_methods_on_an_unmigrated_file_say_to_migrate(unmigrated: Chancy, db_path: str, name: str) -> None:
+    with pytest.raises(MigrationsNeededError) as info, unmigrated.transaction() as conn:
+        getattr(unmigrated, f"sync_{name}")(conn, EX_CALLS[name])
+    assert_says_migrate(info.value, db_path)
+
+
+def test_migrating_then_works(unmigrated: Chancy) -> None:
+    with pytest.raises(MigrationsNeededError):
+        unmigrated.sync_push(Job(func=FUNC))
+    unmigrated.sync_migrate()
+    assert unmigrated.sync_get_job(unmigrated.sync_push(Job(func=FUNC))) is not None
+
+
+def test_a_table_missing_from_a_migrated_file_is_named(chancy: Chancy, db_path: str) -> None:
+    """A damaged schema (a table dropped by hand): migrating would change nothing, so the error says so."""
+    conn = apsw.Connection(db_path)
+    try:
+        conn.execute("DROP TABLE chancy_queues")
+    finally:
+        conn.close()
+    assert chancy.sync_is_up_to_date() is True
+    with pytest.raises(MigrationsNeededError, match="has no table chancy_queues") as info:
+        chancy.sync_declare(Queue("q"))
+    assert "--to-version 0" in str(info.value) and "backup" in str(info.value)
+    assert chancy.sync_get_job(chancy.sync_push(Job(func=FUNC))) is not None  # what is left still works
