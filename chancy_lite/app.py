@@ -24,7 +24,7 @@ import apsw
 from chancy_lite import db, wake
 from chancy_lite.errors import ChancyError, ConfigurationError, MigrationsNeededError
 from chancy_lite.job import FINISHED_STATES, Job, QueuedJob, Reference, as_job, ref_id
-from chancy_lite.queue import Executor, Queue
+from chancy_lite.queue import Executor, Queue, load_executor
 from chancy_lite.store import Store
 from chancy_lite.utils import Clock, chancy_uuids, micros_now, to_micros
 
@@ -262,6 +262,7 @@ class Chancy:
     def sync_declare_ex(self, conn: db.Connection, queue: Queue, *, upsert: bool = False) -> Queue:
         if not isinstance(queue, Queue):
             raise TypeError(f"declare() takes a Queue, got {queue!r}")
+        load_executor(queue.executor, queue.name)  # now, not later in a worker
         with self._errors(conn):
             return self.store.declare_queue(conn, queue, upsert=upsert, now=self.now())
 

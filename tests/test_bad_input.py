@@ -18,6 +18,7 @@ from chancy_lite import Chancy, Job, Queue, job
 from chancy_lite.errors import (
     ChancyError,
     ConfigurationError,
+    InvalidExecutorError,
     InvalidJobError,
     InvalidQueueError,
     MigrationsNeededError,
@@ -218,6 +219,53 @@ def test_declare_of_a_bad_queue_writes_nothing(empty: Chancy) -> None:
     with pytest.raises(InvalidQueueError, match="rate_limit"):
         empty.sync_declare(Queue("q", rate_limit=10))
     assert empty.sync_get_all_queues() == []
+
+
+@pytest.mark.parametrize(
+    ("executor", "match"),
+    [
+        ("nonsense.Exec", "cannot be imported.*no module found"),
+        ("tests.custom_executor.Missing", "cannot be imported.*has no attribute 'Missing'"),
+        ("tests.custom_executor.NOT_AN_EXECUTOR", "not an Executor class"),
+        ("os.path.join", "not an Executor class"),
+        ("tests.test_bad_input.Opaque", "not an Executor class"),
+    ],
+)
+def test_an_executor_that_cannot_be_loaded_is_refused_at_declare(empty: Chancy, executor: str, match: str) -> None:
+    queue = Queue("bad", executor=executor)  # a Queue object alone may name one: stored queues come from elsewhere
+    with pytest.raises(InvalidExecutorError, match=match) as info:
+        empty.sync_declare(queue)
+    message = str(info.value)
+    assert "'bad'" in message and executor in message and "Chancy.Executor.Threaded" in message
+    assert isinstance(info.value, ValueError) and isinstance(info.value, InvalidQueueError)
+    with pytest.raises(InvalidExecutorError):
+        asyncio.run(empty.declare(queue, upsert=True))
+    with pytest.raises(InvalidExecutorError), empty.transaction() as conn:
+        empty.sync_declare_ex(conn, queue)
+    assert empty.sync_get_all_queues() == []
+
+
+def test_an_existing_queue_is_not_overwritten_with_a_bad_executor(chancy: Chancy) -> None:
+    good = chancy.sync_declare(Queue("q", executor="tests.custom_executor.CustomExecutor"))
+    with pytest.raises(InvalidExecutorError):
+        chancy.sync_declare(Queue("q", executor="nonsense.Exec"), upsert=True)
+    assert chancy.sync_get_queue("q") == good
+
+
+def test_the_cli_refuses_a_bad_executor_in_one_line_and_stores_nothing(db_path: str) -> None:
+    with Chancy(db_path) as app:
+        app.sync_migrate()
+    result = subprocess.run(
+        [sys.executable, "-m", "chancy_lite.cli", "--db", db_path, "queue", "declare", "bad", "--executor",
+         "nonsense.Exec"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "nonsense.Exec" in result.stderr and "cannot be imported" in result.stderr
+    with Chancy(db_path) as app:
+        assert app.sync_get_all_queues() == []
 
 
 # ------------------------------------------------------------ push_many
