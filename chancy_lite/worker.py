@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from chancy_lite import db, journal, proc, wake
 from chancy_lite.app import Chancy
-from chancy_lite.errors import InvalidExecutorError, MigrationsNeededError
+from chancy_lite.errors import ConfigurationError, InvalidExecutorError, MigrationsNeededError
 from chancy_lite.executors.base import Executor
 from chancy_lite.hub import Hub
 from chancy_lite.job import Limit, QueuedJob
@@ -125,6 +125,13 @@ class Worker:
         """Check the schema, declare ``default``, recover orphans, start serving queues; returns once running."""
         if self._started:
             return
+        if self.chancy.path == db.MEMORY:
+            raise ConfigurationError(
+                "a Worker cannot use a ':memory:' database: it is private to the one connection that opened it, "
+                "and the worker's children and threads open their own, which would each see another, empty "
+                "database. Use a database file (in tests a temporary one, such as pytest's tmp_path / 'jobs.db'); "
+                "to run jobs inside a test without a worker, use chancy_lite.testing.drain() or run_jobs() on it"
+            )
         store = self.chancy.store
         if not await self.chancy._run(self.chancy._call, store.is_up_to_date):
             raise MigrationsNeededError(

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from chancy_lite import Chancy, Job, Queue, QueuedJob
+from chancy_lite.errors import ConfigurationError
+from chancy_lite.testing import drain
+from chancy_lite.worker import Worker
 from tests.conftest import wait_until
-from tests.worker_support import REPO, Supervisor
+from tests.worker_support import REPO, Supervisor, children_of
 
 EXECUTOR_MODULE = """\
 from chancy_lite.executors.thread import ThreadedExecutor
@@ -62,3 +68,33 @@ def test_a_queue_whose_executor_cannot_be_loaded_is_reported_once_and_the_others
     assert len(mentions) == 1, log
     assert "ERROR" in mentions[0] and "'bad'" in mentions[0] and "cannot be imported" in mentions[0]
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("spelling", [":memory:", "sqlite://"])
+def test_a_worker_on_a_memory_database_is_refused_at_start(spelling: str) -> None:
+    """Its children would each open another, empty memory database: say so at once instead of hanging."""
+
+    async def start() -> ConfigurationError:
+        with Chancy(spelling) as app:
+            app.sync_migrate()
+            worker = Worker(app, register_signal_handlers=False, shutdown_timeout=2)
+            try:
+                with pytest.raises(ConfigurationError) as info:
+                    await asyncio.wait_for(worker.start(), 30)
+            finally:
+                await worker.stop()
+            return info.value
+
+    before = children_of(os.getpid())
+    message = str(asyncio.run(start()))
+    assert ":memory:" in message and "database file" in message and "tmp_path" in message, message
+    assert "chancy_lite.testing.drain()" in message
+    assert children_of(os.getpid()) == before  # no child was started
+
+
+def test_the_testing_helpers_say_the_same_about_memory_databases() -> None:
+    with Chancy(":memory:") as app:
+        app.sync_migrate()
+        app.sync_push(Job(func="tests.jobs.noop"))
+        with pytest.raises(ConfigurationError, match="needs a database file"):
+            drain(app)
