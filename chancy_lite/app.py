@@ -13,15 +13,18 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import shlex
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import apsw
+
 from chancy_lite import db, wake
-from chancy_lite.errors import ConfigurationError
+from chancy_lite.errors import ChancyError, ConfigurationError, MigrationsNeededError
 from chancy_lite.job import FINISHED_STATES, Job, QueuedJob, Reference, as_job, ref_id
-from chancy_lite.queue import Executor, Queue
+from chancy_lite.queue import Executor, Queue, load_executor
 from chancy_lite.store import Store
 from chancy_lite.utils import Clock, chancy_uuids, micros_now, to_micros
 
@@ -51,6 +54,7 @@ class Chancy:
         allow_network_fs: bool | None = None,
         clock: Clock | None = None,
     ) -> None:
+        db.require_apsw()
         self.path = db.parse_path(path)
         if allow_network_fs is None:
             allow_network_fs = os.environ.get("CHANCY_LITE_ALLOW_NETWORK_FS", "") not in ("", "0")
@@ -131,8 +135,62 @@ class Chancy:
         return self._memory_lock if self.path == db.MEMORY else contextlib.nullcontext()
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self._memory_guard(), db.translate_errors(self.path):
-            return fn(self._conn(), *args, **kwargs)
+        conn = self._conn()
+        with self._memory_guard():
+            try:
+                return fn(conn, *args, **kwargs)
+            except apsw.Error as exc:
+                error = self._error(conn, exc)
+                if error is exc:
+                    raise
+                raise error from exc
+
+    @contextlib.contextmanager
+    def _errors(self, conn: db.Connection) -> Iterator[None]:
+        """``_call``'s error handling, for the ``*_ex`` methods that run on the caller's connection."""
+        try:
+            yield
+        except apsw.Error as exc:
+            error = self._error(conn, exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _error(self, conn: db.Connection, exc: apsw.Error) -> BaseException:
+        """What to raise for an apsw error of a store call: apsw errors a user can act on become ours (see
+        ``db.translate``), and SQL that failed because the schema is missing or out of date becomes
+        MigrationsNeededError. The schema is only looked at after such a failure: calls that work pay nothing."""
+        if isinstance(exc, apsw.SQLError):
+            error = self._schema_error(conn, exc)
+            if error is not None:
+                return error
+        return db.translate(exc, self.path)
+
+    def _schema_error(self, conn: db.Connection, exc: apsw.SQLError) -> ChancyError | None:
+        """Why ``exc`` happened if the schema is the cause: not migrated, out of date, or missing a table."""
+        table = db.missing_table(exc)
+        ours = table is not None and table.startswith(self.prefix)
+        try:
+            up_to_date = self.store.is_up_to_date(conn)
+        except ChancyError as error:  # a schema newer than this code
+            return error
+        except apsw.Error:
+            up_to_date = True  # cannot tell: only our own missing table is then a sure sign
+        cli = f"chancy-lite --db {shlex.quote(self.path)} migrate" if self.path != db.MEMORY else ""
+        if not up_to_date:
+            return MigrationsNeededError(
+                f"the database {self.path} is not migrated or is out of date ({exc}): run "
+                + (f"`{cli}` or " if cli else "")
+                + "`await chancy.migrate()` (`chancy.sync_migrate()` without an event loop) first"
+            )
+        if ours:
+            return MigrationsNeededError(
+                f"the database {self.path} has no table {table} although its migrations are recorded as done: its "
+                "schema was damaged. Restore the file from a backup, or rebuild the schema, which deletes every job: "
+                + (f"`{cli} --to-version 0` then `{cli}`, or " if cli else "")
+                + "`await chancy.migrate(to_version=0)` then `await chancy.migrate()`"
+            )
+        return None
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a sync method on the thread pool (own connections) and await it."""
@@ -179,7 +237,9 @@ class Chancy:
         """Create or upgrade the schema (core and plugins); ``to_version=0`` drops every table."""
         if to_version is not None and (not isinstance(to_version, int) or to_version < 0):
             raise ValueError(f"to_version must be an integer >= 0, got {to_version!r}")
-        return self._call(self.store.migrate, to_version)
+        conn = self._conn()
+        with self._memory_guard(), db.translate_errors(self.path):  # a failed step is not a missing schema
+            return self.store.migrate(conn, to_version)
 
     async def migrate(self, *, to_version: int | None = None) -> list[str]:
         return await self._run(self.sync_migrate, to_version=to_version)
@@ -202,7 +262,8 @@ class Chancy:
     def sync_declare_ex(self, conn: db.Connection, queue: Queue, *, upsert: bool = False) -> Queue:
         if not isinstance(queue, Queue):
             raise TypeError(f"declare() takes a Queue, got {queue!r}")
-        with db.translate_errors(self.path):
+        load_executor(queue.executor, queue.name)  # now, not later in a worker
+        with self._errors(conn):
             return self.store.declare_queue(conn, queue, upsert=upsert, now=self.now())
 
     async def declare_ex(self, conn: db.Connection, queue: Queue, *, upsert: bool = False) -> Queue:
@@ -271,7 +332,7 @@ class Chancy:
 
     def sync_push_many_ex(self, conn: db.Connection, jobs: Iterable[Job | Callable[..., Any]]) -> list[Reference]:
         checked = [as_job(j) for j in jobs]
-        with db.translate_errors(self.path):
+        with self._errors(conn):
             ids = self.store.insert_jobs(conn, checked, self.now(), chancy_uuids)
         return [Reference(i) for i in ids]
 

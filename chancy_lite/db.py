@@ -24,6 +24,7 @@ from chancy_lite.errors import (
     DatabaseBusyError,
     DatabaseError,
     DatabaseFullError,
+    DependencyTooOldError,
     NotADatabaseError,
     ReadOnlyDatabaseError,
 )
@@ -38,17 +39,58 @@ NETWORK_FILESYSTEMS = frozenset(
      "davfs", "gcsfuse", "s3fs", "virtiofs", "vboxsf", "prl_fs", "vmhgfs"}
 )
 SQLITE_HEADER = b"SQLite format 3\x00"
+# apsw 3.51.0.0 added Connection.transaction_mode, which makes ``with conn:`` open BEGIN IMMEDIATE. On older apsw,
+# setting it on our subclass only creates a plain attribute and every ``with conn:`` silently stays DEFERRED.
+APSW_MINIMUM = "3.51.0.0"
 
+
+def require_apsw() -> None:
+    """Refuse an apsw too old to open write transactions with BEGIN IMMEDIATE (see :data:`APSW_MINIMUM`)."""
+    if not hasattr(apsw.Connection, "transaction_mode"):
+        raise DependencyTooOldError(
+            f"chancy_lite needs apsw >= {APSW_MINIMUM} (its Connection.transaction_mode makes every write "
+            f"transaction BEGIN IMMEDIATE) but apsw {apsw.apsw_version()} is installed: "
+            f"upgrade it with: pip install --upgrade 'apsw>={APSW_MINIMUM}'"
+        )
+
+
+# A URL's scheme ("postgresql://..."), and a libpq keyword DSN ("host=db dbname=jobs user=me").
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_KEYWORD_DSN = re.compile(r"\s*(\w+\s*=\s*\S*\s*)+")
+_LIBPQ_KEYS = re.compile(r"(?:^|\s)(host|hostaddr|dbname|user|password|port|sslmode|service)\s*=")
+_USE_SQLITE = "chancy_lite needs a SQLite file path (such as 'jobs.db') or a sqlite:///path URL"
 
 
 def parse_path(path: str | os.PathLike[str]) -> str:
-    """A file path from a path or a ``sqlite:///path`` URL."""
+    """A file path from a path or a ``sqlite:///path`` URL; any other URL (a Postgres DSN) is refused."""
     text = os.fspath(path)
     if not isinstance(text, str) or not text:
         raise ConfigurationError("the database path is empty: give a file path such as 'jobs.db'")
-    if text.startswith("sqlite://"):
+    url = _URL_SCHEME.match(text)
+    if url is not None and url.group(1).lower() != "sqlite":
+        # Never echo the URL itself: a DSN often carries a password.
+        postgres = url.group(1).lower().startswith("postgres")
+        raise ConfigurationError(
+            f"{_USE_SQLITE}, not a {url.group(1)}:// URL"
+            + ("; Postgres DSNs are for Chancy itself, chancy_lite keeps its jobs in one file" if postgres else "")
+        )
+    if url is None and _KEYWORD_DSN.fullmatch(text) and _LIBPQ_KEYS.search(text):
+        raise ConfigurationError(
+            f"{_USE_SQLITE}, not a Postgres connection string (host=... dbname=...): those are for Chancy itself"
+        )
+    if url is not None:
         # SQLAlchemy's spelling: sqlite:///relative.db, sqlite:////absolute.db, sqlite:// = memory.
-        text = text[len("sqlite:///"):] if text.startswith("sqlite:///") else MEMORY
+        rest = text[url.end():]
+        if rest and not rest.startswith("/"):
+            raise ConfigurationError(
+                f"{text!r} names a host, not a file: write sqlite:///{rest} (relative to the current directory) "
+                "or sqlite:////absolute/path.db"
+            )
+        if "?" in rest:
+            raise ConfigurationError(
+                "chancy_lite reads no options from a sqlite:/// URL (the part after '?'): pass them to Chancy(...)"
+            )
+        text = rest[1:] if rest else MEMORY
         if not text:
             raise ConfigurationError("the sqlite:/// URL names no file: use sqlite:///path/to/jobs.db")
     if text == MEMORY:
@@ -177,6 +219,19 @@ def busy_handler(timeout: float) -> Callable[[int], bool]:
     return handler
 
 
+def _switch_to_wal(conn: Connection, wait: Callable[[int], bool]) -> object:
+    """``PRAGMA journal_mode = WAL``, waiting like the busy handler when another connection is switching a new file
+    at the same moment: SQLite then answers SQLITE_BUSY at once, without calling the busy handler."""
+    calls = 0
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+        except apsw.BusyError:
+            if not wait(calls):
+                raise
+            calls += 1
+
+
 def connect(
     path: str,
     *,
@@ -192,6 +247,7 @@ def connect(
     ``autocheckpoint`` is SQLite's WAL auto-checkpoint threshold in pages; 0 leaves checkpoints to someone else
     (a worker's supervisor checkpoints in the background so that its children's commits never pay for it).
     """
+    require_apsw()
     synchronous = synchronous.upper()
     if synchronous not in SYNCHRONOUS:
         raise ConfigurationError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
@@ -202,11 +258,12 @@ def connect(
     with translate_errors(path):
         conn = Connection(path, statementcachesize=256)
         try:
-            conn.set_busy_handler(busy_handler(busy_timeout))
+            wait = busy_handler(busy_timeout)
+            conn.set_busy_handler(wait)
             conn.transaction_mode = "IMMEDIATE"
             conn.wal_autocheckpoint(autocheckpoint)
             if path != MEMORY:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchall()[0][0]
+                mode = _switch_to_wal(conn, wait)
                 if str(mode).lower() != "wal":
                     raise DatabaseError(f"could not switch {path!r} to WAL mode (got {mode!r})")
             conn.execute(
@@ -231,17 +288,36 @@ _TRANSLATIONS: tuple[tuple[type[BaseException], type[DatabaseError], str], ...] 
 )
 
 
+def translate(exc: BaseException, path: str = "") -> BaseException:
+    """The chancy_lite error for an apsw error a user can act on, else ``exc`` itself."""
+    for source, target, message in _TRANSLATIONS:
+        if isinstance(exc, source):
+            where = f" ({path})" if path else ""
+            return target(f"{message}{where}: {exc}")
+    return exc
+
+
 @contextlib.contextmanager
 def translate_errors(path: str = "") -> Iterator[None]:
     """Re-raise apsw errors that a user can act on as chancy_lite errors."""
     try:
         yield
     except apsw.Error as exc:
-        for source, target, message in _TRANSLATIONS:
-            if isinstance(exc, source):
-                where = f" ({path})" if path else ""
-                raise target(f"{message}{where}: {exc}") from exc
-        raise
+        error = translate(exc, path)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+_NO_SUCH_TABLE = re.compile(r"no such table: (?:\w+\.)?(\S+)")
+
+
+def missing_table(exc: BaseException) -> str | None:
+    """The table an apsw "no such table" error names (without its schema), or None for any other error."""
+    if not isinstance(exc, apsw.SQLError):
+        return None
+    found = _NO_SUCH_TABLE.search(str(exc))
+    return found.group(1) if found else None
 
 
 def is_transient(exc: BaseException) -> bool:

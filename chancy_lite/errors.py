@@ -28,6 +28,14 @@ class InvalidQueueError(ChancyError, ValueError):
     """A queue declaration is not valid."""
 
 
+class InvalidExecutorError(InvalidQueueError):
+    """A queue's executor cannot be imported here, or is not an Executor class."""
+
+
+class DependencyTooOldError(ChancyError, ImportError):
+    """An installed dependency (apsw) is older than chancy_lite needs: upgrade it."""
+
+
 class MigrationsNeededError(ChancyError):
     """The database schema is older than this code: run ``migrate()``."""
 

@@ -8,9 +8,9 @@ import enum
 import re
 from typing import Any
 
-from chancy_lite.errors import InvalidQueueError
+from chancy_lite.errors import InvalidExecutorError, InvalidQueueError
 from chancy_lite.job import check_queue_name
-from chancy_lite.utils import aware, dump_json
+from chancy_lite.utils import aware, dump_json, import_string
 
 
 class Executor(enum.StrEnum):
@@ -26,6 +26,31 @@ class Executor(enum.StrEnum):
 
 # The longest wait a worker accepts (its waits go to select(), which overflows somewhere past 10**11 s).
 MAX_SECONDS = 1e9
+
+
+_EXECUTOR_CHOICES = (
+    "use Chancy.Executor.Process, Chancy.Executor.Threaded or Chancy.Executor.Async (process, threaded or async "
+    "on the command line), or the import path of a subclass of chancy_lite.executors.base.Executor"
+)
+
+
+def load_executor(path: str, queue: str, *, advice: str = _EXECUTOR_CHOICES) -> type:
+    """The Executor class that ``path`` names, for queue ``queue``; else InvalidExecutorError, ending with
+    ``advice`` (what to do about it)."""
+    from chancy_lite.executors.base import Executor as BaseExecutor  # executors import this module
+
+    try:
+        cls = import_string(path)
+    except Exception as exc:  # ImportError, or whatever importing the module raised
+        cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise InvalidExecutorError(
+            f"queue {queue!r}: its executor {path!r} cannot be imported ({cause}): {advice}"
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, BaseExecutor)):
+        raise InvalidExecutorError(
+            f"queue {queue!r}: its executor {path!r} is {type(cls).__name__} {cls!r}, not an Executor class: {advice}"
+        )
+    return cls
 
 
 def _fail(message: str) -> None:

@@ -190,33 +190,36 @@ class Store:
         return all(versions.get(key, 0) == len(steps) for key, steps in self.migrations.items())
 
     def migrate(self, conn: Connection, to_version: int | None = None, *, key: str | None = None) -> list[str]:
-        """Step every key (or one) up or down, each step in its own transaction. Returns what ran."""
+        """Step every key (or one) up or down to ``to_version`` (None: the newest). Returns what ran.
+
+        The whole run is one ``BEGIN IMMEDIATE`` transaction that reads the versions inside it, so concurrent
+        migrators of one file take turns: the first does the work, the others find nothing left to do. A failed
+        step leaves the file as it was.
+        """
         done: list[str] = []
         keys = [key] if key else list(self.migrations)
         if to_version == 0 and key is None:
             keys.reverse()  # plugins first, then the core they build on
         with conn:
             conn.execute(self.q.CREATE_MIGRATIONS)
-        versions = self.migration_versions(conn)
-        self.check_versions(versions)
-        for name in keys:
-            steps = self.migrations[name]
-            target = len(steps) if to_version is None else min(to_version, len(steps))
-            if to_version is not None and to_version > len(steps) and key is not None:
-                raise ValueError(f"{name!r} has no version {to_version}; the newest is {len(steps)}")
-            current = versions.get(name, 0)
-            while current != target:
-                up = current < target
-                statements = steps[current][0] if up else steps[current - 1][1]
-                new_version = current + 1 if up else current - 1
-                with conn:
+            versions = self.migration_versions(conn)
+            self.check_versions(versions)
+            for name in keys:
+                steps = self.migrations[name]
+                target = len(steps) if to_version is None else min(to_version, len(steps))
+                if to_version is not None and to_version > len(steps) and key is not None:
+                    raise ValueError(f"{name!r} has no version {to_version}; the newest is {len(steps)}")
+                current = versions.get(name, 0)
+                while current != target:
+                    up = current < target
+                    statements = steps[current][0] if up else steps[current - 1][1]
+                    new_version = current + 1 if up else current - 1
                     for statement in statements:
                         conn.execute(statement.format(p=self.prefix))
                     conn.execute(self.q.SET_MIGRATION_VERSION, {"key": name, "version": new_version})
-                done.append(f"{name} {current} -> {new_version}")
-                current = new_version
-        if to_version == 0 and key is None:
-            with conn:
+                    done.append(f"{name} {current} -> {new_version}")
+                    current = new_version
+            if to_version == 0 and key is None:
                 conn.execute(self.q.DROP_MIGRATIONS)
         return done
 

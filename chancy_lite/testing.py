@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 from chancy_lite.app import Chancy, RefLike
 from chancy_lite.child import ChildConfig, Runner
+from chancy_lite.errors import ConfigurationError
 from chancy_lite.job import QueuedJob, ref_id
 from chancy_lite.utils import UTC, aware
 
@@ -63,7 +64,11 @@ def drain(chancy: Chancy, queue: str = "default", *, max_jobs: int | None = None
     per attempt).
     """
     if chancy.path == ":memory:":
-        raise ValueError("drain() needs a database file: workers and tests share it through its path")
+        raise ConfigurationError(
+            "drain() needs a database file, not ':memory:' (a memory database is private to one connection and "
+            "drain() opens its own, as a worker child does): use a temporary file, such as pytest's "
+            "tmp_path / 'jobs.db'"
+        )
     runner = _runner(chancy, queue)
     ran: list[str] = []
     try:

@@ -22,12 +22,12 @@ from typing import Any, TypeVar
 
 from chancy_lite import db, journal, proc, wake
 from chancy_lite.app import Chancy
-from chancy_lite.errors import MigrationsNeededError
+from chancy_lite.errors import ConfigurationError, InvalidExecutorError, MigrationsNeededError
 from chancy_lite.executors.base import Executor
 from chancy_lite.hub import Hub
 from chancy_lite.job import Limit, QueuedJob
-from chancy_lite.queue import Queue
-from chancy_lite.utils import chancy_uuid, from_micros, import_string
+from chancy_lite.queue import Queue, load_executor
+from chancy_lite.utils import chancy_uuid, from_micros
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,6 +125,13 @@ class Worker:
         """Check the schema, declare ``default``, recover orphans, start serving queues; returns once running."""
         if self._started:
             return
+        if self.chancy.path == db.MEMORY:
+            raise ConfigurationError(
+                "a Worker cannot use a ':memory:' database: it is private to the one connection that opened it, "
+                "and the worker's children and threads open their own, which would each see another, empty "
+                "database. Use a database file (in tests a temporary one, such as pytest's tmp_path / 'jobs.db'); "
+                "to run jobs inside a test without a worker, use chancy_lite.testing.drain() or run_jobs() on it"
+            )
         store = self.chancy.store
         if not await self.chancy._run(self.chancy._call, store.is_up_to_date):
             raise MigrationsNeededError(
@@ -283,7 +290,16 @@ class Worker:
         for name, queue in wanted.items():
             if name not in self.executors and name not in self._retiring and not self._stopping:
                 updated = name in self._served_once
-                executor = self._executor_for(queue)
+                try:
+                    executor = self._executor_for(queue)
+                except InvalidExecutorError as exc:
+                    # Declared where its executor exists (another version or environment): serve the others,
+                    # and say so once per queue and executor, not at every refresh.
+                    unloadable = self.__dict__.setdefault("_unloadable_executors", set())
+                    if (name, queue.executor) not in unloadable:
+                        unloadable.add((name, queue.executor))
+                        log.error("not serving %s", exc)
+                    continue
                 self.executors[name] = executor
                 await executor.start()
                 self._served_once.add(name)
@@ -309,10 +325,12 @@ class Worker:
         task.add_done_callback(done)
 
     def _executor_for(self, queue: Queue) -> Executor:
-        cls = import_string(str(queue.executor))
-        if not (isinstance(cls, type) and issubclass(cls, Executor)):
-            raise TypeError(f"queue {queue.name!r}: {queue.executor} is not an Executor class")
-        return cls(self, queue)
+        advice = (
+            "install it where this worker runs, or declare the queue again with another executor (upsert=True); "
+            "this worker serves its other queues"
+        )
+        executor: Executor = load_executor(queue.executor, queue.name, advice=advice)(self, queue)
+        return executor
 
     async def _queue_loop(self) -> None:
         while True:

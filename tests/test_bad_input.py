@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,16 @@ from chancy_lite import Chancy, Job, Queue, job
 from chancy_lite.errors import (
     ChancyError,
     ConfigurationError,
+    InvalidExecutorError,
     InvalidJobError,
     InvalidQueueError,
+    MigrationsNeededError,
     NotADatabaseError,
     NotSerializableError,
 )
 
 FUNC = "tests.test_bad_input.work"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def work(**kwargs: Any) -> None:
@@ -216,6 +221,53 @@ def test_declare_of_a_bad_queue_writes_nothing(empty: Chancy) -> None:
     assert empty.sync_get_all_queues() == []
 
 
+@pytest.mark.parametrize(
+    ("executor", "match"),
+    [
+        ("nonsense.Exec", "cannot be imported.*no module found"),
+        ("tests.custom_executor.Missing", "cannot be imported.*has no attribute 'Missing'"),
+        ("tests.custom_executor.NOT_AN_EXECUTOR", "not an Executor class"),
+        ("os.path.join", "not an Executor class"),
+        ("tests.test_bad_input.Opaque", "not an Executor class"),
+    ],
+)
+def test_an_executor_that_cannot_be_loaded_is_refused_at_declare(empty: Chancy, executor: str, match: str) -> None:
+    queue = Queue("bad", executor=executor)  # a Queue object alone may name one: stored queues come from elsewhere
+    with pytest.raises(InvalidExecutorError, match=match) as info:
+        empty.sync_declare(queue)
+    message = str(info.value)
+    assert "'bad'" in message and executor in message and "Chancy.Executor.Threaded" in message
+    assert isinstance(info.value, ValueError) and isinstance(info.value, InvalidQueueError)
+    with pytest.raises(InvalidExecutorError):
+        asyncio.run(empty.declare(queue, upsert=True))
+    with pytest.raises(InvalidExecutorError), empty.transaction() as conn:
+        empty.sync_declare_ex(conn, queue)
+    assert empty.sync_get_all_queues() == []
+
+
+def test_an_existing_queue_is_not_overwritten_with_a_bad_executor(chancy: Chancy) -> None:
+    good = chancy.sync_declare(Queue("q", executor="tests.custom_executor.CustomExecutor"))
+    with pytest.raises(InvalidExecutorError):
+        chancy.sync_declare(Queue("q", executor="nonsense.Exec"), upsert=True)
+    assert chancy.sync_get_queue("q") == good
+
+
+def test_the_cli_refuses_a_bad_executor_in_one_line_and_stores_nothing(db_path: str) -> None:
+    with Chancy(db_path) as app:
+        app.sync_migrate()
+    result = subprocess.run(
+        [sys.executable, "-m", "chancy_lite.cli", "--db", db_path, "queue", "declare", "bad", "--executor",
+         "nonsense.Exec"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "nonsense.Exec" in result.stderr and "cannot be imported" in result.stderr
+    with Chancy(db_path) as app:
+        assert app.sync_get_all_queues() == []
+
+
 # ------------------------------------------------------------ push_many
 
 
@@ -318,3 +370,165 @@ def test_an_empty_path_is_a_configuration_error() -> None:
         Chancy("")
     with pytest.raises(ConfigurationError):
         Chancy("sqlite:///")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://user:s3cret@db.example.com:5432/jobs", "postgres://user:s3cret@localhost/jobs",
+     "POSTGRESQL://user:s3cret@localhost/jobs", "postgresql+psycopg://user:s3cret@localhost/jobs"],
+)
+def test_a_postgres_url_is_refused_at_construction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Chancy's DSN pasted in: one clear error at Chancy(...), not a missing directory later, and no password."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError) as info:
+        Chancy(url)
+    message = str(info.value)
+    assert "SQLite file path" in message and "sqlite:///" in message
+    assert "Postgres DSNs are for Chancy itself" in message
+    assert "does not exist" not in message
+    assert "s3cret" not in message  # a DSN's password is never echoed
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dsn", ["host=localhost dbname=jobs user=me password=s3cret", "dbname=jobs"])
+def test_a_postgres_keyword_dsn_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dsn: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="Chancy itself") as info:
+        Chancy(dsn)
+    assert "s3cret" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["mysql://me@localhost/jobs", "redis://localhost:6379/0", "file:///tmp/jobs.db"])
+def test_any_other_url_scheme_is_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"SQLite file path .* sqlite:///path URL"):
+        Chancy(url)
+
+
+def test_a_sqlite_url_with_a_host_or_options_is_refused_not_turned_into_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sqlite://jobs.db (two slashes) used to open a private in-memory database: the jobs were silently lost."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"sqlite:///jobs\.db"):
+        Chancy("sqlite://jobs.db")
+    with pytest.raises(ConfigurationError, match="options"):
+        Chancy("sqlite:///jobs.db?mode=ro")
+    assert list(tmp_path.iterdir()) == []
+    with Chancy("SQLite:///jobs.db") as app:  # the scheme is case-insensitive
+        assert app.path == str(tmp_path / "jobs.db")
+
+
+def test_the_cli_refuses_a_postgres_url_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chancy_lite.cli", "--db", "postgresql://me:s3cret@localhost/jobs", "status"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "Chancy itself" in result.stderr and "s3cret" not in result.stderr
+
+
+# ------------------------------------------------------- unmigrated files
+
+
+JOB_ID = "0190d5b2-7a4e-7000-8000-000000000000"
+# Every public method that needs the schema, with arguments (the sync_ twin takes the same ones).
+SCHEMA_CALLS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
+    "declare": ((Queue("q"),), {}),
+    "get_queue": (("q",), {}),
+    "get_all_queues": ((), {}),
+    "pause_queue": (("q",), {}),
+    "resume_queue": (("q",), {}),
+    "delete_queue": (("q",), {}),
+    "push": ((Job(func=FUNC),), {}),
+    "push_many": (([Job(func=FUNC)],), {}),
+    "get_job": ((JOB_ID,), {}),
+    "get_jobs": (([JOB_ID],), {}),
+    "list_jobs": ((), {}),
+    "count_jobs": ((), {}),
+    "cancel_job": ((JOB_ID,), {}),
+    "retry_jobs": (([JOB_ID],), {}),
+    "purge_jobs": (([JOB_ID],), {}),
+    "get_all_workers": ((), {}),
+    "wait_for_job": ((JOB_ID,), {"timeout": 5}),
+    "wait_for_jobs": (([JOB_ID],), {"timeout": 5}),
+}
+EX_CALLS: dict[str, Any] = {"declare_ex": Queue("q"), "push_ex": Job(func=FUNC), "push_many_ex": [Job(func=FUNC)]}
+
+
+def test_the_list_of_schema_calls_covers_every_public_method() -> None:
+    public = {name[len("sync_"):] for name in dir(Chancy) if name.startswith("sync_")}
+    assert public - {"migrate", "is_up_to_date"} == set(SCHEMA_CALLS) | set(EX_CALLS)
+
+
+def call_sync(app: Chancy, name: str) -> None:
+    args, kwargs = SCHEMA_CALLS[name]
+    result = getattr(app, f"sync_{name}")(*args, **kwargs)
+    if name == "push_many":
+        list(result)
+
+
+async def call_async(app: Chancy, name: str) -> None:
+    args, kwargs = SCHEMA_CALLS[name]
+    if name == "push_many":
+        async for _ in app.push_many(*args, **kwargs):
+            pass
+    else:
+        await getattr(app, name)(*args, **kwargs)
+
+
+@pytest.fixture(params=["new-file", "migrated-down-to-0", "other-apps-tables"])
+def unmigrated(request: pytest.FixtureRequest, db_path: str) -> Iterator[Chancy]:
+    with Chancy(db_path) as app:
+        if request.param == "migrated-down-to-0":
+            app.sync_migrate()
+            app.sync_migrate(to_version=0)
+        elif request.param == "other-apps-tables":
+            with app.transaction() as conn:
+                conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        yield app
+
+
+def assert_says_migrate(error: MigrationsNeededError, db_path: str) -> None:
+    message = str(error)
+    assert f"chancy-lite --db {db_path} migrate" in message and "await chancy.migrate()" in message, message
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMA_CALLS))
+def test_every_method_on_an_unmigrated_file_says_to_migrate(unmigrated: Chancy, db_path: str, name: str) -> None:
+    with pytest.raises(MigrationsNeededError) as info:
+        call_sync(unmigrated, name)
+    assert_says_migrate(info.value, db_path)
+    with pytest.raises(MigrationsNeededError) as info:
+        asyncio.run(call_async(unmigrated, name))
+    assert_says_migrate(info.value, db_path)
+    assert unmigrated.sync_is_up_to_date() is False
+
+
+@pytest.mark.parametrize("name", sorted(EX_CALLS))
+def test_ex_methods_on_an_unmigrated_file_say_to_migrate(unmigrated: Chancy, db_path: str, name: str) -> None:
+    with pytest.raises(MigrationsNeededError) as info, unmigrated.transaction() as conn:
+        getattr(unmigrated, f"sync_{name}")(conn, EX_CALLS[name])
+    assert_says_migrate(info.value, db_path)
+
+
+def test_migrating_then_works(unmigrated: Chancy) -> None:
+    with pytest.raises(MigrationsNeededError):
+        unmigrated.sync_push(Job(func=FUNC))
+    unmigrated.sync_migrate()
+    assert unmigrated.sync_get_job(unmigrated.sync_push(Job(func=FUNC))) is not None
+
+
+def test_a_table_missing_from_a_migrated_file_is_named(chancy: Chancy, db_path: str) -> None:
+    """A damaged schema (a table dropped by hand): migrating would change nothing, so the error says so."""
+    conn = apsw.Connection(db_path)
+    try:
+        conn.execute("DROP TABLE chancy_queues")
+    finally:
+        conn.close()
+    assert chancy.sync_is_up_to_date() is True
+    with pytest.raises(MigrationsNeededError, match="has no table chancy_queues") as info:
+        chancy.sync_declare(Queue("q"))
+    assert "--to-version 0" in str(info.value) and "backup" in str(info.value)
+    assert chancy.sync_get_job(chancy.sync_push(Job(func=FUNC))) is not None  # what is left still works

@@ -195,8 +195,8 @@ def test_queue_declare_with_every_option(db: Cli, db_path: str) -> None:
 
 
 def test_queue_declare_takes_an_executor_import_path(db: Cli, db_path: str) -> None:
-    assert db("queue", "declare", "q", "--executor", "myproject.executors.Custom").code == 0
-    assert get_queue(db_path, "q").executor == "myproject.executors.Custom"
+    assert db("queue", "declare", "q", "--executor", "tests.custom_executor.CustomExecutor").code == 0
+    assert get_queue(db_path, "q").executor == "tests.custom_executor.CustomExecutor"
     assert db("queue", "declare", "a", "--executor", "async").code == 0
     assert get_queue(db_path, "a").executor == Chancy.Executor.Async.value
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import queue
+import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -140,6 +146,74 @@ def test_a_custom_prefix_keeps_its_own_tables(db_path: str, raw: apsw.Connection
         custom.sync_migrate(to_version=0)
         assert schema(raw, "myq_") == {}
         assert set(schema(raw, "chancy_")) >= CORE_TABLES
+
+
+# ------------------------------------------------------- concurrent migrators
+
+RACERS = 4
+ROUNDS = 20
+
+
+def _race(jobs: list[tuple[str, int | None]], barrier: Any, results: Any) -> None:
+    """In a spawned process: for each (path, to_version), wait for every racer, then migrate at the same moment."""
+    for path, to_version in jobs:
+        try:
+            barrier.wait(timeout=60)
+            with Chancy(path) as app:
+                ran = app.sync_migrate(to_version=to_version)
+            results.put((path, os.getpid(), ran, None))
+        except BaseException:
+            results.put((path, os.getpid(), None, traceback.format_exc()))
+
+
+def test_concurrent_migrators_serialise_and_the_losers_find_nothing_to_do(tmp_path: Path) -> None:
+    """Several processes migrating one fresh file at once (and then migrating another down to 0 at once): every
+    one succeeds, exactly one of them does the work, and the schema ends complete (or gone) at the right version."""
+    up = [str(tmp_path / f"up-{r}.db") for r in range(ROUNDS)]
+    down = [str(tmp_path / f"down-{r}.db") for r in range(ROUNDS)]
+    for path in down:
+        with Chancy(path) as app:
+            app.sync_migrate()
+    jobs: list[tuple[str, int | None]] = [job for r in range(ROUNDS) for job in ((up[r], None), (down[r], 0))]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(RACERS), ctx.Queue()
+    racers = [ctx.Process(target=_race, args=(jobs, barrier, results)) for _ in range(RACERS)]
+    for racer in racers:
+        racer.start()
+    try:
+        reports: list[tuple[str, int, list[str] | None, str | None]] = []
+        deadline = time.monotonic() + 120
+        while len(reports) < RACERS * len(jobs) and time.monotonic() < deadline:
+            try:
+                reports.append(results.get(timeout=1))
+            except queue.Empty:
+                if not any(r.is_alive() for r in racers):
+                    break
+        for racer in racers:
+            racer.join(30)
+    finally:
+        for racer in racers:
+            if racer.is_alive():
+                racer.kill()
+                racer.join()
+    failures = [error for _, _, _, error in reports if error is not None]
+    assert failures == [], failures[0]
+    assert len(reports) == RACERS * len(jobs)
+    assert [r.exitcode for r in racers] == [0] * RACERS
+    steps_up = [f"chancy {v} -> {v + 1}" for v in range(len(CORE_MIGRATIONS))]
+    steps_down = [f"chancy {v} -> {v - 1}" for v in range(len(CORE_MIGRATIONS), 0, -1)]
+    for path, to_version in jobs:
+        ran = sorted((r for p, _, r, _ in reports if p == path), key=len)
+        assert ran == [[]] * (RACERS - 1) + [steps_up if to_version is None else steps_down], path
+        conn = apsw.Connection(path)
+        try:
+            if to_version is None:
+                assert {n for n, (t, _) in schema(conn).items() if t == "table"} == CORE_TABLES | {"chancy_migrations"}
+                assert stored_version(conn) == len(CORE_MIGRATIONS)
+            else:
+                assert schema(conn) == {}
+        finally:
+            conn.close()
 
 
 @pytest.mark.parametrize("prefix", ["", "1abc_", "my-q_", "x; DROP TABLE y; --"])

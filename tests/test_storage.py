@@ -19,6 +19,7 @@ import pytest
 
 import chancy_lite
 from chancy_lite import Chancy, Job
+from chancy_lite.db import connect
 from chancy_lite.errors import DatabaseBusyError
 
 PACKAGE = Path(chancy_lite.__file__).parent
@@ -39,8 +40,67 @@ def test_the_connection_recipe(chancy: Chancy) -> None:
     assert pragma(chancy, "synchronous") == 1  # NORMAL
     assert pragma(chancy, "foreign_keys") == 1
     assert pragma(chancy, "journal_size_limit") > 0
-    with chancy.connection() as conn:
-        assert conn.transaction_mode == "IMMEDIATE"
+
+
+def refused_begin_immediate(db_path: str) -> bool:
+    """Whether another connection is refused the write lock right now (no waiting: busy timeout 0)."""
+    other = apsw.Connection(db_path)
+    other.set_busy_timeout(0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+    except apsw.BusyError:
+        return True
+    finally:
+        if other.in_transaction:
+            other.execute("ROLLBACK")
+        other.close()
+    return False
+
+
+def test_with_conn_takes_the_write_lock_before_any_write(chancy: Chancy, db_path: str) -> None:
+    """``with conn:`` is BEGIN IMMEDIATE: the lock is held from the start, not from the first write (DEFERRED)."""
+    assert not refused_begin_immediate(db_path)
+    with chancy.connection() as conn, conn:
+        conn.execute("SELECT 1").fetchall()  # a read only: under DEFERRED nothing would be locked yet
+        assert refused_begin_immediate(db_path)
+    assert not refused_begin_immediate(db_path)
+    with chancy.transaction():
+        assert refused_begin_immediate(db_path)
+    conn = connect(db_path)  # the recipe worker children use
+    try:
+        with conn:
+            assert refused_begin_immediate(db_path)
+    finally:
+        conn.close()
+    assert not refused_begin_immediate(db_path)
+
+
+OLD_APSW_PYTHON = os.environ.get("CHANCY_LITE_TEST_OLD_APSW_PYTHON")
+
+
+@pytest.mark.skipif(
+    not OLD_APSW_PYTHON,
+    reason="set CHANCY_LITE_TEST_OLD_APSW_PYTHON to a python with apsw 3.50 (python -m venv v && v/bin/pip install "
+    "apsw==3.50.4.0) to check that an apsw without transaction_mode is refused",
+)
+def test_an_apsw_without_transaction_mode_is_refused_clearly(db_path: str) -> None:
+    code = (
+        "import sys\n"
+        "from chancy_lite import Chancy\n"
+        "from chancy_lite.errors import DependencyTooOldError\n"
+        "try:\n"
+        "    Chancy(sys.argv[1]).sync_migrate()\n"
+        "except DependencyTooOldError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(3)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+    result = subprocess.run(
+        [str(OLD_APSW_PYTHON), "-c", code, db_path], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode == 3, result.stderr
+    assert "apsw >= 3.51.0.0" in result.stdout and "pip install --upgrade" in result.stdout
+    assert not os.path.exists(db_path)  # refused before anything was created
 
 
 def test_synchronous_full_on_request(db_path: str) -> None:
