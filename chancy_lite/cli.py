@@ -40,7 +40,7 @@ from chancy_lite.db import MEMORY
 from chancy_lite.errors import ChancyError, JobNotFoundError, MigrationsNeededError
 from chancy_lite.job import Job, Limit, QueuedJob
 from chancy_lite.queue import MAX_SECONDS, Executor, Queue
-from chancy_lite.utils import UTC, import_string, utcnow
+from chancy_lite.utils import UTC, aware, import_string, utcnow
 
 PROG = "chancy-lite"
 DB_ENV = "CHANCY_LITE_DB"
@@ -391,6 +391,18 @@ DELAY_SECONDS = _number(float, f"a number of seconds from 0 to {MAX_SECONDS:g}",
 RESUME_SECONDS = _number(float, f"a number of seconds > 0, at most {MAX_SECONDS:g}", lambda v: 0 < v <= MAX_SECONDS)
 
 
+def DATETIME(text: str) -> dt.datetime:
+    """An ISO 8601 date and time; without an offset it is local time (the rule for every datetime, see README)."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date and time, such as 2030-01-31T09:00 (local time) or "
+            "2030-01-31T09:00+00:00"
+        ) from None
+    return aware(value)
+
+
 def _executor(text: str) -> str:
     if text in EXECUTORS:
         return EXECUTORS[text]
@@ -426,7 +438,10 @@ def _add_queue_commands(commands: Subparsers) -> None:
     add_command(queues, "list", cmd_queue_list, "list queues")
     pause = add_command(queues, "pause", cmd_queue_pause, "stop claiming jobs from a queue")
     pause.add_argument("name")
-    pause.add_argument("--resume-in", type=RESUME_SECONDS, metavar="SECONDS", help="resume automatically after this")
+    when = pause.add_mutually_exclusive_group()
+    when.add_argument("--resume-in", type=RESUME_SECONDS, metavar="SECONDS", help="resume automatically after this")
+    when.add_argument("--resume-at", type=DATETIME, metavar="DATETIME",
+                      help="resume automatically at this ISO 8601 time (no offset: local time)")
     add_command(queues, "resume", cmd_queue_resume, "resume a paused queue").add_argument("name")
     delete = add_command(queues, "delete", cmd_queue_delete, "delete a queue and its jobs")
     delete.add_argument("name")
@@ -450,7 +465,10 @@ def _add_push_command(queues: Subparsers) -> None:
         "--max-attempts", type=int, metavar="N", help="total number of tries (default: @job's, else 1)"
     )
     push.add_argument("--unique-key", metavar="K", help="push nothing if an unfinished job has this key")
-    push.add_argument("--delay", type=DELAY_SECONDS, default=0.0, metavar="SECONDS", help="run no sooner")
+    when = push.add_mutually_exclusive_group()
+    when.add_argument("--delay", type=DELAY_SECONDS, default=0.0, metavar="SECONDS", help="run no sooner")
+    when.add_argument("--at", type=DATETIME, metavar="DATETIME",
+                      help="run no sooner than this ISO 8601 time (no offset: local time)")
 
 
 def _add_job_commands(commands: Subparsers) -> None:
@@ -525,7 +543,9 @@ def _queue_row(queue: Queue) -> list[object]:
 
 
 def cmd_queue_pause(app: Chancy, args: argparse.Namespace) -> int:
-    resume_at = _now(app) + dt.timedelta(seconds=args.resume_in) if args.resume_in is not None else None
+    resume_at = args.resume_at
+    if args.resume_in is not None:
+        resume_at = _now(app) + dt.timedelta(seconds=args.resume_in)
     app.sync_pause_queue(args.name, resume_at=resume_at)
     until = f" until {_time(resume_at)}" if resume_at is not None else ""
     print(f"paused queue {args.name}{until}")
@@ -556,7 +576,8 @@ def cmd_queue_push(app: Chancy, args: argparse.Namespace) -> int:
     plain = Job(func=args.func)  # a malformed path is a mistake, not something to try importing
     defaults, not_imported = job_defaults(args.func)
     job = dataclasses.replace(
-        defaults or plain, func=args.func, scheduled_at=_now(app) + dt.timedelta(seconds=args.delay),
+        defaults or plain, func=args.func,
+        scheduled_at=args.at if args.at is not None else _now(app) + dt.timedelta(seconds=args.delay),
         **{name: value for name, value in given.items() if value is not None},
     )
     if not_imported is not None:

@@ -79,3 +79,26 @@ def test_clock_start_naive_is_local_time(tokyo: None) -> None:
     assert clock() == start.replace(tzinfo=TOKYO)
     clock.set(dt.datetime(2030, 6, 1, 10, 0))
     assert clock() == dt.datetime(2030, 6, 1, 1, 0, tzinfo=UTC)
+
+
+# ------------------------------------------------------------- the command line
+
+
+def test_cli_datetimes_follow_the_same_rule(tokyo: None, db_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from chancy_lite.cli import main
+
+    with Chancy(db_path) as app:
+        app.sync_migrate()
+        app.sync_declare(Queue("q"))
+    assert main(["--db", db_path, "queue", "push", "tests.jobs.noop", "--at", "2030-01-01T09:00"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert main(["--db", db_path, "queue", "pause", "q", "--resume-at", "2030-01-01T09:00:00+09:00"]) == 0
+    with Chancy(db_path) as app:
+        job = app.sync_get_job(job_id)
+        assert job is not None and job.scheduled_at == dt.datetime(2030, 1, 1, 0, 0, tzinfo=UTC)
+        assert app.sync_get_queue("q").resume_at == dt.datetime(2030, 1, 1, 0, 0, tzinfo=UTC)
+    capsys.readouterr()
+    assert main(["--db", db_path, "queue", "push", "tests.jobs.noop", "--at", "tomorrow"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not an ISO 8601 date and time" in err[0]
+    assert main(["--db", db_path, "queue", "push", "tests.jobs.noop", "--at", "2030-01-01", "--delay", "5"]) == 2
