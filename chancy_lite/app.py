@@ -529,7 +529,7 @@ async def _readable(listener: wake.Listener, timeout: float) -> None:
     """Wait until the listener has a datagram or ``timeout`` passes, without blocking the loop."""
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
-    loop.add_reader(listener.fileno(), lambda: ready.done() or ready.set_result(None))
+    loop.add_reader(listener.fileno(), lambda: None if ready.done() else ready.set_result(None))
     try:
         await asyncio.wait_for(ready, timeout)
     except TimeoutError:

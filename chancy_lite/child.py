@@ -520,7 +520,8 @@ class Runner:
 
     def call(self, job: QueuedJob, func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         time_limit = job.limit(Limit.Type.TIME) if self.capabilities & Capability.AUTOMATIC_TIME_LIMITS else None
-        memory_limit = job.limit(Limit.Type.MEMORY) if self.capabilities & Capability.MEMORY_LIMITS else None
+        memory = job.limit(Limit.Type.MEMORY) if self.capabilities & Capability.MEMORY_LIMITS else None
+        memory_limit = int(memory) if memory else None
         if inspect.iscoroutinefunction(func):
             self.run_coroutine(func, kwargs, time_limit)
         else:

@@ -51,7 +51,7 @@ EXECUTORS = {"process": Executor.Process.value, "threaded": Executor.Threaded.va
 STATES = [state.value for state in QueuedJob.State]
 
 Handler = Callable[[Chancy, argparse.Namespace], int]
-Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+Subparsers = argparse._SubParsersAction
 
 
 class UsageError(Exception):
@@ -118,7 +118,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _lenient_output() -> Callable[[], None]:
     """Make stdout and stderr escape what their encoding cannot show; returns what puts them back."""
-    changed: list[tuple[io.TextIOWrapper, str]] = []
+    changed: list[tuple[io.TextIOWrapper, str | None]] = []
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper) and stream.errors != "backslashreplace":
             previous = stream.errors
@@ -132,7 +132,7 @@ def _lenient_output() -> Callable[[], None]:
     return restore
 
 
-def _reconfigure(stream: io.TextIOWrapper, errors: str) -> bool:
+def _reconfigure(stream: io.TextIOWrapper, errors: str | None) -> bool:
     try:
         stream.reconfigure(errors=errors)  # flushes first
     except (OSError, ValueError):  # closed, or its pipe is gone

@@ -169,7 +169,7 @@ class Connection(apsw.Connection):
         super().__init__(*args, **kwargs)
         self.after_commit: list[Callable[[], None]] = []
 
-    def __exit__(self, *exc: Any) -> bool | None:
+    def __exit__(self, *exc: Any) -> bool | None:  # type: ignore[override]  # apsw's stub names each argument
         result = super().__exit__(*exc)
         if not self.in_transaction:
             self.run_after_commit(committed=exc[0] is None)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CORE_KEY = "chancy"
 Step = tuple[list[str], list[str]]
+Row = tuple[Any, ...]  # a result row: each statement's columns are named where it is unpacked
 
 _STATES = {s.value: s for s in QueuedJob.State}
 _QSTATES = {s.value: s for s in Queue.State}
@@ -76,7 +77,7 @@ def row_to_job(row: Sequence[Any]) -> QueuedJob:
         created_at=from_micros(created_at),
         started_at=from_micros(started_at),
         completed_at=from_micros(completed_at),
-        scheduled_at=from_micros(scheduled_at),
+        scheduled_at=from_micros(int(scheduled_at)),
         unique_key=unique_key,
         errors=json.loads(errors) if errors != "[]" else [],
     )
@@ -160,7 +161,10 @@ class Store:
         if channel is None:
             return
         if conn.in_transaction:
-            conn.after_commit.append(lambda: send(channel))
+            def after() -> None:
+                send(channel)
+
+            conn.after_commit.append(after)
         else:
             send(channel)
 
@@ -171,9 +175,9 @@ class Store:
         self.migrations[key] = steps
 
     def migration_versions(self, conn: Connection) -> dict[str, int]:
-        if not conn.execute(self.q.MIGRATIONS_TABLE_EXISTS).fetchall():
+        if not _fetch(conn, self.q.MIGRATIONS_TABLE_EXISTS):
             return {}
-        return dict(conn.execute(self.q.GET_ALL_MIGRATION_VERSIONS).fetchall())
+        return dict(_fetch(conn, self.q.GET_ALL_MIGRATION_VERSIONS))
 
     def check_versions(self, versions: dict[str, int]) -> None:
         for key, version in versions.items():
@@ -250,24 +254,24 @@ class Store:
                         ids.append(p[0])
                         counts[p[1]] = counts.get(p[1], 0) + 1
                     else:
-                        ids.append(conn.execute(self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p[10],)).fetchall()[0][0])
+                        ids.append(_fetch(conn, self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p[10],))[0][0])
             for queue, count in counts.items():
                 self.notify_push(conn, queue, count)
         return ids
 
     def get_job(self, conn: Connection, job_id: str) -> QueuedJob | None:
-        rows = conn.execute(self.q.GET_JOB, (job_id,)).fetchall()
+        rows = _fetch(conn, self.q.GET_JOB, (job_id,))
         return row_to_job(rows[0]) if rows else None
 
     def get_jobs(self, conn: Connection, job_ids: Iterable[str]) -> list[QueuedJob]:
         """The jobs that exist, in the order asked (one statement: one consistent snapshot)."""
         ids = list(job_ids)
-        rows = conn.execute(self.q.GET_JOBS, (json.dumps(ids),)).fetchall()
+        rows = _fetch(conn, self.q.GET_JOBS, (json.dumps(ids),))
         by_id = {row[0]: row for row in rows}
         return [row_to_job(by_id[i]) for i in ids if i in by_id]
 
     def job_states(self, conn: Connection, job_ids: Sequence[str]) -> dict[str, str]:
-        return dict(conn.execute(self.q.JOB_IDS_IN, (json.dumps(list(job_ids)),)).fetchall())
+        return {job_id: state for job_id, state in _fetch(conn, self.q.JOB_IDS_IN, (json.dumps(list(job_ids)),))}
 
     def list_jobs(
         self, conn: Connection, *, state: str | None = None, queue: str | None = None, func: str | None = None,
@@ -276,10 +280,10 @@ class Store:
         params = {"state": state, "queue": queue, "func": func, "limit": limit}
         statement = {"pending": self.q.LIST_WAITING_JOBS, "retrying": self.q.LIST_WAITING_JOBS,
                      "running": self.q.LIST_RUNNING_JOBS}.get(state or "", self.q.LIST_JOBS)
-        return [row_to_job(row) for row in conn.execute(statement, params).fetchall()]
+        return [row_to_job(row) for row in _fetch(conn, statement, params)]
 
     def count_jobs(self, conn: Connection) -> list[tuple[str, str, int]]:
-        return conn.execute(self.q.COUNT_JOBS_BY_STATE).fetchall()
+        return _fetch(conn, self.q.COUNT_JOBS_BY_STATE)
 
     def claim_jobs(
         self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None
@@ -287,7 +291,7 @@ class Store:
         """Claim up to ``n`` due jobs (priority, then age) for this process. Caller opens the transaction."""
         params = {"queue": queue, "now": now, "worker_id": worker_id, "pid": pid, "pid_start": pid_start, "n": n}
         statement = self.q.CLAIM_JOB if n == 1 else self.q.CLAIM_JOBS
-        jobs = [row_to_job(row) for row in conn.execute(statement, params).fetchall()]
+        jobs = [row_to_job(row) for row in _fetch(conn, statement, params)]
         if n > 1:  # RETURNING gives no order guarantee
             jobs.sort(key=lambda j: (-j.priority, j.id))
         return jobs
@@ -299,7 +303,7 @@ class Store:
         now, how many this window used already, and when the window ends. Caller's transaction; record the new
         total with ``spend_rate_budget``."""
         start = now - now % window
-        rows = conn.execute(self.q.GET_RATE_LIMIT, (queue,)).fetchall()
+        rows = _fetch(conn, self.q.GET_RATE_LIMIT, (queue,))
         used = rows[0][1] if rows and rows[0][0] == start else 0
         return max(0, min(n, limit - used)), used, start + window
 
@@ -307,7 +311,7 @@ class Store:
         conn.execute(self.q.SET_RATE_LIMIT, (queue, now - now % window, total))
 
     def next_due(self, conn: Connection, queue: str) -> int | None:
-        return conn.execute(self.q.NEXT_DUE, (queue,)).fetchall()[0][0]
+        return _fetch(conn, self.q.NEXT_DUE, (queue,))[0][0]
 
     def complete_job(
         self, conn: Connection, outcome: Outcome, *, worker_id: str, pid: int | None, quiet: bool = False
@@ -358,13 +362,13 @@ class Store:
     def cancel_job(self, conn: Connection, job_id: str, *, now: int) -> tuple[str, str | None, int | None] | None:
         """Cancel a job that has not finished. Returns (previous state, holder, holder pid) or None."""
         with conn:
-            state_rows = conn.execute(self.q.GET_JOB_HOLDER, (job_id,)).fetchall()
+            state_rows = _fetch(conn, self.q.GET_JOB_HOLDER, (job_id,))
             if not state_rows:
                 return None
             previous = state_rows[0][0]
-            rows = conn.execute(
-                self.q.CANCEL_JOB, {"id": job_id, "now": now, "reason": "cancelled: cancel_job() was called"}
-            ).fetchall()
+            rows = _fetch(
+                conn, self.q.CANCEL_JOB, {"id": job_id, "now": now, "reason": "cancelled: cancel_job() was called"}
+            )
             if not rows:
                 return None
             _, taken_by, holder_pid, _queue = rows[0]
@@ -375,7 +379,7 @@ class Store:
 
     def retry_job(self, conn: Connection, job_id: str, *, now: int) -> bool:
         with conn:
-            rows = conn.execute(self.q.RETRY_JOB, {"id": job_id, "now": now}).fetchall()
+            rows = _fetch(conn, self.q.RETRY_JOB, {"id": job_id, "now": now})
             if rows:
                 self.notify_push(conn, rows[0][0], 1)
         return bool(rows)
@@ -399,16 +403,16 @@ class Store:
 
     def list_holders(self, conn: Connection) -> list[Holder]:
         """Every process recorded as holding running jobs, with its worker's row if any."""
-        return [Holder(*row) for row in conn.execute(self.q.LIST_HOLDERS).fetchall()]
+        return [Holder(*row) for row in _fetch(conn, self.q.LIST_HOLDERS)]
 
     def held_jobs(self, conn: Connection, worker_id: str, pid: int | None) -> list[QueuedJob]:
-        rows = conn.execute(self.q.GET_HELD_JOBS, {"worker_id": worker_id, "pid": pid}).fetchall()
+        rows = _fetch(conn, self.q.GET_HELD_JOBS, {"worker_id": worker_id, "pid": pid})
         return [row_to_job(row) for row in rows]
 
     def time_limited_jobs(self, conn: Connection, worker_id: str) -> list[tuple[str, int, int, float]]:
         """(id, holder pid, started_at, TIME limit in seconds) of a worker's running jobs that have one."""
         found = []
-        for job_id, pid, started_at, limits in conn.execute(self.q.GET_LIMITED_RUNNING_JOBS, (worker_id,)).fetchall():
+        for job_id, pid, started_at, limits in _fetch(conn, self.q.GET_LIMITED_RUNNING_JOBS, (worker_id,)):
             for limit in json.loads(limits):
                 if limit.get("t") == Limit.Type.TIME.value:
                     found.append((job_id, pid, started_at, float(limit["v"])))
@@ -435,7 +439,7 @@ class Store:
                         recovered.append((job, "released"))
                     continue
                 params = {"id": job.id, "worker_id": worker_id, "pid": pid, "now": now, "reason": reason(job)}
-                rows = conn.execute(self.q.RECOVER_JOB, params).fetchall()
+                rows = _fetch(conn, self.q.RECOVER_JOB, params)
                 if rows:
                     recovered.append((job, rows[0][0]))
             if recovered:
@@ -456,11 +460,11 @@ class Store:
         return stored
 
     def get_queue(self, conn: Connection, name: str) -> Queue | None:
-        rows = conn.execute(self.q.GET_QUEUE, (name,)).fetchall()
+        rows = _fetch(conn, self.q.GET_QUEUE, (name,))
         return row_to_queue(rows[0]) if rows else None
 
     def get_all_queues(self, conn: Connection) -> list[Queue]:
-        return [row_to_queue(row) for row in conn.execute(self.q.GET_ALL_QUEUES).fetchall()]
+        return [row_to_queue(row) for row in _fetch(conn, self.q.GET_ALL_QUEUES)]
 
     def pause_queue(self, conn: Connection, name: str, *, resume_at: int | None, now: int) -> bool:
         with conn:
@@ -480,7 +484,7 @@ class Store:
 
     def resume_due_queues(self, conn: Connection, *, now: int) -> list[str]:
         with conn:
-            names = [r[0] for r in conn.execute(self.q.RESUME_DUE_QUEUES, {"now": now}).fetchall()]
+            names = [r[0] for r in _fetch(conn, self.q.RESUME_DUE_QUEUES, {"now": now})]
             if names:
                 self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
         return names
@@ -514,13 +518,12 @@ class Store:
 
     def delete_expired_workers(self, conn: Connection, *, now: int) -> list[str]:
         with conn:
-            return [r[0] for r in conn.execute(self.q.DELETE_EXPIRED_WORKERS, {"now": now}).fetchall()]
+            return [r[0] for r in _fetch(conn, self.q.DELETE_EXPIRED_WORKERS, {"now": now})]
 
     def get_all_workers(self, conn: Connection, *, now: int) -> list[dict[str, Any]]:
         workers = []
-        for worker_id, hostname, pid, tags, queues, last_seen, expires_at, is_leader in conn.execute(
-            self.q.GET_ALL_WORKERS, {"now": now}
-        ).fetchall():
+        rows = _fetch(conn, self.q.GET_ALL_WORKERS, {"now": now})
+        for worker_id, hostname, pid, tags, queues, last_seen, expires_at, is_leader in rows:
             workers.append({
                 "worker_id": worker_id, "hostname": hostname, "pid": pid, "tags": set(json.loads(tags)),
                 "queues": json.loads(queues), "last_seen": from_micros(last_seen),
@@ -533,12 +536,18 @@ class Store:
     def checkpoint(self, conn: Connection, *, truncate: bool = False) -> tuple[int, int, int]:
         """A WAL checkpoint, passive or truncating: (busy, frames in the WAL, frames checkpointed)."""
         statement = self.q.CHECKPOINT_TRUNCATE if truncate else self.q.CHECKPOINT
-        return tuple(conn.execute(statement).fetchall()[0])  # type: ignore[return-value]
+        busy, frames, done = _fetch(conn, statement)[0]
+        return busy, frames, done
 
     def explain(self, conn: Connection, statement: str, params: Any = None) -> list[str]:
         """EXPLAIN QUERY PLAN of a named statement (``statement`` is its name in sql.py)."""
         text = getattr(self.q, statement)
-        return [row[-1] for row in conn.execute(sql.EXPLAIN + text, params).fetchall()]
+        return [row[-1] for row in _fetch(conn, sql.EXPLAIN + text, params)]
+
+
+def _fetch(conn: Connection, statement: str, params: Any = None) -> list[Row]:
+    """Every row of a statement, fetched at once (no read transaction is left open)."""
+    return conn.execute(statement, params).fetchall()
 
 
 def _compile_rule(rule: tuple[Any, ...], now: int) -> tuple[str, list[Any]]:

@@ -336,7 +336,7 @@ class Worker:
         while True:
             timeout = self.queue_change_poll_interval
             if self._next_resume is not None:
-                until = (self._next_resume - from_micros(self.chancy.now())).total_seconds()  # type: ignore[operator]
+                until = (self._next_resume - from_micros(self.chancy.now())).total_seconds()
                 timeout = max(0.0, min(timeout, until))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queues_changed.wait(), timeout)
@@ -451,7 +451,7 @@ class Worker:
         def reason(job: QueuedJob) -> str:
             limit = job.limit(Limit.Type.TIME)
             if limit and job.started_at is not None:
-                ran = (from_micros(now) - job.started_at).total_seconds()  # type: ignore[operator]
+                ran = (from_micros(now) - job.started_at).total_seconds()
                 if ran >= limit:
                     return (
                         f"timed out: the job ran {ran:.1f} s, past its time limit of {limit} s, and did not stop "
@@ -499,5 +499,8 @@ class Worker:
             else:
                 how = f"its worker on {holder.hostname} stopped sending heartbeats"
             reason = f"the worker process running this job died ({how}, pid {holder.pid})"
-            for job, state in await self._recover(holder.worker_id, holder.pid, lambda job, r=reason: r, now):
+            def why(job: QueuedJob, reason: str = reason) -> str:
+                return reason
+
+            for job, state in await self._recover(holder.worker_id, holder.pid, why, now):
                 log.warning("recovered orphaned job %s (%s): now %s", job.id, job.func, state)

@@ -6,12 +6,12 @@ import abc
 import dataclasses
 import os
 import secrets
+import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chancy_lite import execution
 from chancy_lite.child import ChildConfig
-from chancy_lite.execution import Capability
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.queue import Queue
 
@@ -38,17 +38,17 @@ class Executor(abc.ABC):
     default_concurrency = 1
 
     #: The flags of what an executor can do (Chancy 0.26's ``Executor.Capability``).
-    Capability = Capability
+    Capability: typing.ClassVar[type[execution.Capability]] = execution.Capability
     #: What this executor can do for a job; custom executors declare theirs (Chancy 0.26: default NONE).
-    capabilities: Capability = Capability.NONE
+    capabilities: typing.ClassVar[execution.Capability] = execution.Capability.NONE
 
     @classmethod
-    def get_capabilities(cls) -> Capability:
+    def get_capabilities(cls) -> execution.Capability:
         """What this executor can do for a job (a ``Capability`` flag set). As Chancy 0.26."""
         return cls.capabilities
 
     @classmethod
-    def supports(cls, capability: Capability) -> bool:
+    def supports(cls, capability: execution.Capability) -> bool:
         """True only when this executor has **every** bit of ``capability``. As Chancy 0.26."""
         return cls.get_capabilities() & capability == capability
 

@@ -14,6 +14,7 @@ import sys
 import time
 
 from chancy_lite import proc
+from chancy_lite.child import ChildConfig
 from chancy_lite.execution import Capability
 from chancy_lite.executors.base import Executor, Slot
 
@@ -40,8 +41,8 @@ class Child:
     Their exit is watched through a pidfd.
     """
 
-    def __init__(self, config: object) -> None:
-        payload = json.dumps({"config": dataclasses.asdict(config), "sys_path": sys.path})  # type: ignore[arg-type]
+    def __init__(self, config: ChildConfig) -> None:
+        payload = json.dumps({"config": dataclasses.asdict(config), "sys_path": sys.path})
         self.popen = subprocess.Popen(
             [sys.executable, "-c", "from chancy_lite.child import main; main()"], stdin=subprocess.PIPE, close_fds=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
