@@ -192,6 +192,16 @@ class Chancy:
             )
         return None
 
+    async def run_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(conn, *args, **kwargs)`` on one of this app's threads, with that thread's connection; await it.
+
+        ``fn`` is a store method (``chancy.store.get_all_queues``) or your own function taking an apsw
+        connection. Errors come out as from the public methods (``MigrationsNeededError`` for a missing schema,
+        chancy_lite errors for a locked or read-only file). It does not retry: a worker's loops wrap it in
+        ``Worker.db``, which retries transient errors with the worker's backoff.
+        """
+        return await self._run(self._call, fn, *args, **kwargs)
+
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a sync method on the thread pool (own connections) and await it."""
         if self._pool is None:

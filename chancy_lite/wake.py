@@ -62,11 +62,16 @@ def channel_key(db_path: str) -> str:
     return hashlib.sha256(f"{st.st_dev}:{st.st_ino}".encode()).hexdigest()[:20]
 
 
+def directory_for(db_path: str) -> str:
+    """The private directory of one database file: its listeners' sockets and its children's journals."""
+    return os.path.join(_base_dir(), channel_key(db_path))
+
+
 class Channel:
     """The listeners of one database file, and a socket to send them datagrams."""
 
     def __init__(self, db_path: str) -> None:
-        self.directory = os.path.join(_base_dir(), channel_key(db_path))
+        self.directory = directory_for(db_path)
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sender.setblocking(False)

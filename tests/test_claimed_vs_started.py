@@ -70,7 +70,7 @@ def test_a_limit_applies_only_to_the_job_that_has_it(db_path: str, tmp_path: Pat
             await until(lambda: _started(chancy, refs[0]), timeout=5, message="the long job's start is on its row")
             waiting = await chancy.get_jobs(refs[1:])
             clock.advance(hours=1)
-            await worker._enforce_time_limits()  # one step of the backstop, an hour "later"
+            await worker.time_limits.tick(chancy.now())  # one step of the backstop, an hour "later"
             await asyncio.sleep(0)  # let a kill, had there been one, reach the loop
             alive = await chancy.get_job(refs[0])
             gate.touch()

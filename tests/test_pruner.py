@@ -107,7 +107,7 @@ def test_a_stuck_reader_is_reported_and_the_wal_is_reused_once_it_ends(tmp_path:
 
     async def run() -> None:
         worker = Worker(chancy, register_signal_handlers=False)
-        worker.wal_warning_bytes = 256 * 1024
+        worker.checkpointer.warning_bytes = 256 * 1024
         async with worker:
             for _ in range(6):
                 for _ in chancy.sync_push_many([Job(func="tests.jobs.noop", queue="idle", kwargs={"pad": "x" * 500})]

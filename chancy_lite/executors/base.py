@@ -115,6 +115,15 @@ class Executor(abc.ABC):
             executor=f"{type(self).__module__}.{type(self).__qualname__}",
         )
 
+    # ---- what the worker needs
+
+    #: Whether the pids this executor holds are its own children, which the TIME-limit backstop may kill.
+    kills_children = False
+
+    def held_pids(self) -> set[int]:
+        """The pids recorded on the rows this executor's children claim (its own process, by default)."""
+        return {os.getpid()}
+
     # ---- wake-ups
 
     #: Idle children advertise themselves to pushers (see chancy_lite.wake), so the supervisor relays only

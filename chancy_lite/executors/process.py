@@ -126,6 +126,11 @@ class ProcessExecutor(Executor):
             if future is not None and not future.done():
                 future.set_result(None)
 
+    kills_children = True
+
+    def held_pids(self) -> set[int]:
+        return {child.pid for child in self.processes.values()}
+
     def poke(self, slot: Slot, message: bytes) -> None:
         self.worker.send_to_child(slot.key, message)
 

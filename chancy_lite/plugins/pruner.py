@@ -113,7 +113,7 @@ class Pruner(Plugin):
     async def run(self, worker: Worker, chancy: Chancy) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            deleted = await worker._db(chancy.store.prune_jobs, self.rule, now=chancy.now(),
+            deleted = await worker.db(chancy.store.prune_jobs, self.rule, now=chancy.now(),
                                        limit=self.maximum_to_prune)
             if deleted:
                 log.info("pruned %d finished jobs", deleted)
