@@ -30,7 +30,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -39,8 +38,9 @@ from chancy_lite import db, execution, proc, wake
 from chancy_lite.execution import Capability
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
-from chancy_lite.store import Outcome, Store
-from chancy_lite.utils import check_json_depth, import_string, micros_now
+from chancy_lite.outcome import Outcome, next_outcome
+from chancy_lite.store import Store
+from chancy_lite.utils import import_string, micros_now
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,69 +80,6 @@ class ChildConfig:
     log_level: int | None = None
     register_signals: bool = True
     executor: str | None = None  # the queue's executor class (import path): its get_function_and_kwargs is used
-
-
-# ------------------------------------------------------------------- outcomes
-
-
-def outcome_for(
-    job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, had_meta: bool, elapsed: float,
-    now: int | None = None, started_at: int | None = None,
-) -> Outcome:
-    """The outcome of one run: SUCCEEDED, FAILED (RETRYING while attempts remain) or PENDING (released)."""
-    if isinstance(error, BaseException):
-        error = execution.original(error)
-    meta = None
-    if had_meta or job.meta:
-        try:
-            meta = _dump_meta(job.meta)
-        except Exception as exc:  # circular, too deep, a repr() that raises: the attempt fails, the old meta stays
-            if state is not State.PENDING:
-                note = f"the job's meta could not be saved, so the stored meta was kept: {type(exc).__name__}: {exc}"
-                if error is not None:
-                    note = f"{error if isinstance(error, str) else ''.join(traceback.format_exception(error))}\n{note}"
-                error, state = note, State.FAILED
-    if state is State.FAILED and job.attempts + 1 < job.max_attempts:
-        state = State.RETRYING
-    _log_outcome(job, state, error, elapsed)
-    if state is State.PENDING:
-        return Outcome(job.id, job.attempts, State.PENDING, None, meta=meta)
-    return Outcome(
-        job.id,
-        job.attempts,
-        state,
-        (now or micros_now()) if state is not State.RETRYING else None,
-        meta=meta,
-        error=error_entry(job.attempts, error) if error is not None else None,
-        started_at=started_at,
-    )
-
-
-def _log_outcome(job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, elapsed: float) -> None:
-    """One line per run; a failure at WARNING with the exception's type and message (never the kwargs)."""
-    if error is None:
-        log.info("job %s (%s) %s in %.1f ms", job.id, job.func, state.value, elapsed * 1000)
-        return
-    attempt = f"attempt {job.attempts + 1} of {job.max_attempts}"
-    then = "it will be retried" if state is State.RETRYING else "no attempts left"
-    log.warning("job %s (%s) failed on %s after %.1f ms: %s; %s", job.id, job.func, attempt, elapsed * 1000,
-                error_summary(error), then)
-
-
-def error_summary(error: BaseException | str, limit: int = 500) -> str:
-    """``Type: message`` of an exception (the last line of a stored traceback), one line, at most ``limit``."""
-    if isinstance(error, BaseException):
-        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    else:
-        lines = [line for line in error.strip().splitlines() if line.strip()]
-        text = lines[-1].strip() if lines else "error"
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def error_entry(attempt: int, exc: BaseException | str) -> str:
-    text = exc if isinstance(exc, str) else "".join(traceback.format_exception(exc))
-    return json.dumps({"attempt": attempt, "traceback": text})
 
 
 # ----------------------------------------------------------------- the runner
@@ -491,25 +428,26 @@ class Runner:
         self.current = job  # from here on, a cancel of this job sets self.cancelled
         had_meta = bool(job.meta)
         started = time.perf_counter()
-        error: BaseException | str | None = None
-        state = State.SUCCEEDED
+        error: BaseException | None = None
+        stopping = False
         try:
             job, func, kwargs = self.prepare(job)
             self.call(job, func, kwargs)
         except WorkerShutdown:
-            state = State.PENDING
+            stopping = True
         except asyncio.CancelledError as exc:
             if self.cancelled == job.id:
                 log.info("job %s (%s) cancelled", job.id, job.func)
                 self.after_job(succeeded=False)
                 return None  # cancel_job already wrote the final state
-            error, state = exc, State.FAILED
+            error = exc
         except BaseException as exc:  # the job's failure is data, whatever it raised
-            error, state = exc, State.FAILED
+            error = exc
         finally:
             self.current = None
-        self.after_job(succeeded=state is State.SUCCEEDED)
-        return outcome_for(job, state, error, had_meta, time.perf_counter() - started, self.now(), started_at)
+        self.after_job(succeeded=error is None and not stopping)
+        return next_outcome(job, error, stopping=stopping, now=self.now(), had_meta=had_meta,
+                            elapsed=time.perf_counter() - started, started_at=started_at)
 
     def after_job(self, *, succeeded: bool) -> None:
         """Called after each job, once it can no longer be interrupted (process children clean up here)."""
@@ -556,12 +494,6 @@ class Runner:
         self, time_limit: float | None, memory_limit: int | None, hard_time: float | None = None
     ) -> typing.ContextManager[None]:
         return contextlib.nullcontext()
-
-
-def _dump_meta(meta: dict[str, Any]) -> str:
-    text = json.dumps(meta, default=repr, allow_nan=True)
-    check_json_depth(text, meta, "meta")
-    return text
 
 
 # ------------------------------------------------------------ process children

@@ -246,15 +246,15 @@ SELECT id, holder_pid, started_at, limits FROM {p}jobs INDEXED BY {p}jobs_runnin
 WHERE state = 'running' AND taken_by = ? AND limits != '[]' AND started_at IS NOT NULL
 """
 
-# recover one job held by a dead process -> retrying / failed, counting the attempt.
+# recover one job held by a dead process (at this attempt) -> :state (retrying / failed, decided by
+# chancy_lite.outcome), counting the attempt and appending the :error entry.
 RECOVER_JOB = """
 UPDATE {p}jobs
-SET state = CASE WHEN attempts + 1 < max_attempts THEN 'retrying' ELSE 'failed' END,
-    completed_at = CASE WHEN attempts + 1 < max_attempts THEN NULL ELSE :now END,
-    errors = json_insert(errors, '$[#]', json_object('attempt', attempts, 'traceback', :reason)),
+SET state = :state,
+    completed_at = :completed_at,
+    errors = json_insert(errors, '$[#]', json(:error)),
     attempts = attempts + 1
-WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid IS :pid
-RETURNING state
+WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid IS :pid AND attempts = :attempts
 """
 
 # Every running job with its holder, to find the ones whose holder is gone.

@@ -19,6 +19,7 @@ from chancy_lite import sql, wake
 from chancy_lite.db import Connection
 from chancy_lite.errors import SchemaTooNewError
 from chancy_lite.job import Job, Limit, QueuedJob
+from chancy_lite.outcome import Outcome, after_death
 from chancy_lite.queue import Queue
 from chancy_lite.utils import dump_json, from_micros, to_micros
 
@@ -31,20 +32,6 @@ Row = tuple[Any, ...]  # a result row: each statement's columns are named where 
 _STATES = {s.value: s for s in QueuedJob.State}
 _QSTATES = {s.value: s for s in Queue.State}
 _EMPTY_JSON = ("{}", "[]")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one run of a job, ready to be written (see ``complete_job``)."""
-
-    id: str
-    attempts: int  # the attempt count when the job was claimed (the guard)
-    state: QueuedJob.State
-    completed_at: int | None
-    meta: str | None = None  # new meta JSON, or None to keep the stored one
-    error: str | None = None  # one JSON error entry to append, or None
-    scheduled_at: int | None = None  # when a retry is due, or None to keep
-    started_at: int | None = None  # when the run began (µs), or None to keep the stored value
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -438,10 +425,12 @@ class Store:
                     if self.complete_job(conn, release, worker_id=worker_id, pid=pid, quiet=True):
                         recovered.append((job, "released"))
                     continue
-                params = {"id": job.id, "worker_id": worker_id, "pid": pid, "now": now, "reason": reason(job)}
-                rows = _fetch(conn, self.q.RECOVER_JOB, params)
-                if rows:
-                    recovered.append((job, rows[0][0]))
+                outcome = after_death(job, reason(job), now=now)
+                params = {"id": job.id, "attempts": job.attempts, "worker_id": worker_id, "pid": pid,
+                          "state": outcome.state.value, "completed_at": outcome.completed_at, "error": outcome.error}
+                conn.execute(self.q.RECOVER_JOB, params)
+                if conn.changes() == 1:
+                    recovered.append((job, outcome.state.value))
             if recovered:
                 self.notify_push(conn, "*", len(recovered))
                 self.notify_done(conn)

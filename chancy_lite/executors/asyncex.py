@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chancy_lite import execution
-from chancy_lite.child import Runner, outcome_for
+from chancy_lite.child import Runner
 from chancy_lite.execution import Capability
 from chancy_lite.executors.base import Executor, Slot
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
+from chancy_lite.outcome import next_outcome
 from chancy_lite.store import Outcome
 from chancy_lite.utils import micros_now
 
@@ -121,37 +122,39 @@ class AsyncExecutor(Executor):
         slot.idle = False
 
     async def _execute(self, job: QueuedJob) -> Outcome | None:
+        """Run one claimed job as a task of this loop; its outcome by the one rule (chancy_lite.outcome)."""
         had_meta = bool(job.meta)
         started, started_at = time.perf_counter(), micros_now()
-        error: BaseException | str | None = None
-        state = State.SUCCEEDED
+        error: BaseException | None = None
+        stopping = False
         try:
-            execution.check_allowed(job.func, self.worker.allowed_modules)
-            job, func, kwargs = execution.prepare(job, self.capabilities, self.get_function_and_kwargs,
-                                                  type(self).__name__)
-            limit = job.limit(Limit.Type.TIME)
-            # guarded(): a SystemExit or KeyboardInterrupt the job raises is its failure, not the worker's
-            coroutine: Any = execution.guarded(func(**kwargs))
-            if limit:
-                coroutine = asyncio.wait_for(coroutine, limit)
-            task = asyncio.ensure_future(coroutine)
-            self.running[job.id] = task
-            try:
-                await asyncio.shield(task)
-            finally:
-                self.running.pop(job.id, None)
+            await self._call(job)
         except asyncio.CancelledError as exc:
             if job.id in self.cancelled:
                 self.cancelled.discard(job.id)
-                log.info("job %s %s cancelled", job.id, job.func)
-                return None
-            if self.stopping:
-                state = State.PENDING
-            else:
-                error, state = exc, State.FAILED
-        except BaseException as exc:
-            error, state = exc, State.FAILED
-        return outcome_for(job, state, error, had_meta, time.perf_counter() - started, started_at=started_at)
+                log.info("job %s (%s) cancelled", job.id, job.func)
+                return None  # cancel_job already wrote the final state
+            stopping, error = self.stopping, exc
+        except BaseException as exc:  # the job's failure is data, whatever it raised
+            error = exc
+        return next_outcome(job, error, stopping=stopping, now=micros_now(), had_meta=had_meta,
+                            elapsed=time.perf_counter() - started, started_at=started_at)
+
+    async def _call(self, job: QueuedJob) -> None:
+        execution.check_allowed(job.func, self.worker.allowed_modules)
+        job, func, kwargs = execution.prepare(job, self.capabilities, self.get_function_and_kwargs,
+                                              type(self).__name__)
+        limit = job.limit(Limit.Type.TIME)
+        # guarded(): a SystemExit or KeyboardInterrupt the job raises is its failure, not the worker's
+        coroutine: Any = execution.guarded(func(**kwargs))
+        if limit:
+            coroutine = asyncio.wait_for(coroutine, limit)
+        task = asyncio.ensure_future(coroutine)
+        self.running[job.id] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            self.running.pop(job.id, None)
 
     def poke(self, slot: Slot, message: bytes) -> None:
         self.events[slot.key].set()

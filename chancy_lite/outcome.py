@@ -1,0 +1,120 @@
+"""What becomes of a job after one run: the one retry rule, pure (no I/O, time passed in).
+
+Every place that ends a run uses it: a child process or thread (:mod:`chancy_lite.child`), the Async executor,
+:mod:`chancy_lite.testing`, and the recovery of a dead holder's jobs (:mod:`chancy_lite.services.rescuer`,
+through bound parameters of ``RECOVER_JOB``). The rule, as Chancy's: ``max_attempts`` is the total number of
+tries; a run that raised is ``retrying`` while attempts remain, else ``failed``; a run interrupted by its
+worker's shutdown goes back to wait with its attempt not counted; a cancelled run was already written by
+``cancel_job``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import traceback
+from typing import Any
+
+from chancy_lite.execution import original
+from chancy_lite.job import QueuedJob
+from chancy_lite.utils import check_json_depth
+
+log = logging.getLogger("chancy_lite.child")
+
+State = QueuedJob.State
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one run of a job, ready to be written (``Store.complete_job``)."""
+
+    id: str
+    attempts: int  # the attempt count when the job was claimed (the guard)
+    state: QueuedJob.State
+    completed_at: int | None
+    meta: str | None = None  # new meta JSON, or None to keep the stored one
+    error: str | None = None  # one JSON error entry to append, or None
+    scheduled_at: int | None = None  # when a retry is due, or None to keep
+    started_at: int | None = None  # when the run began (µs), or None to keep the stored value
+
+
+def next_outcome(
+    job: QueuedJob, error: BaseException | str | None, *, stopping: bool = False, now: int,
+    had_meta: bool = False, elapsed: float = 0.0, started_at: int | None = None,
+) -> Outcome:
+    """The outcome of a run of ``job`` that raised ``error`` (None: it returned), ``now`` in µs.
+
+    ``stopping``: the worker's shutdown interrupted it (PENDING: released, its attempt not counted). The job's
+    ``meta`` is saved whatever happened; meta that cannot be saved fails the attempt (the stored meta stays).
+    """
+    state = State.PENDING if stopping else State.SUCCEEDED if error is None else State.FAILED
+    if isinstance(error, BaseException):
+        error = original(error)
+    meta = None
+    if had_meta or job.meta:
+        try:
+            meta = dump_meta(job.meta)
+        except Exception as exc:  # circular, too deep, a repr() that raises: the attempt fails, the old meta stays
+            if state is not State.PENDING:
+                note = f"the job's meta could not be saved, so the stored meta was kept: {type(exc).__name__}: {exc}"
+                if error is not None:
+                    note = f"{error if isinstance(error, str) else ''.join(traceback.format_exception(error))}\n{note}"
+                error, state = note, State.FAILED
+    if state is State.FAILED and job.attempts + 1 < job.max_attempts:
+        state = State.RETRYING
+    log_outcome(job, state, error, elapsed)
+    if state is State.PENDING:
+        return Outcome(job.id, job.attempts, State.PENDING, None, meta=meta)
+    return Outcome(
+        job.id,
+        job.attempts,
+        state,
+        now if state is not State.RETRYING else None,
+        meta=meta,
+        error=error_entry(job.attempts, error) if error is not None else None,
+        started_at=started_at,
+    )
+
+
+def after_death(job: QueuedJob, reason: str, *, now: int) -> Outcome:
+    """The outcome of a run whose process died (``reason`` says how): the attempt counts."""
+    retrying = job.attempts + 1 < job.max_attempts
+    return Outcome(
+        job.id, job.attempts, State.RETRYING if retrying else State.FAILED, None if retrying else now,
+        error=error_entry(job.attempts, reason),
+    )
+
+
+def log_outcome(job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, elapsed: float) -> None:
+    """One line per run; a failure at WARNING with the exception's type and message (never the kwargs)."""
+    if error is None:
+        log.info("job %s (%s) %s in %.1f ms", job.id, job.func, state.value, elapsed * 1000)
+        return
+    attempt = f"attempt {job.attempts + 1} of {job.max_attempts}"
+    then = "it will be retried" if state is State.RETRYING else "no attempts left"
+    log.warning("job %s (%s) failed on %s after %.1f ms: %s; %s", job.id, job.func, attempt, elapsed * 1000,
+                error_summary(error), then)
+
+
+def error_summary(error: BaseException | str, limit: int = 500) -> str:
+    """``Type: message`` of an exception (the last line of a stored traceback), one line, at most ``limit``."""
+    if isinstance(error, BaseException):
+        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    else:
+        lines = [line for line in error.strip().splitlines() if line.strip()]
+        text = lines[-1].strip() if lines else "error"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_entry(attempt: int, exc: BaseException | str) -> str:
+    """One entry of a job's ``errors``, as JSON: ``{"attempt": n, "traceback": "..."}``."""
+    text = exc if isinstance(exc, str) else "".join(traceback.format_exception(exc))
+    return json.dumps({"attempt": attempt, "traceback": text})
+
+
+def dump_meta(meta: dict[str, Any]) -> str:
+    text = json.dumps(meta, default=repr, allow_nan=True)
+    check_json_depth(text, meta, "meta")
+    return text
