@@ -77,6 +77,8 @@ class Chancy:
             if not any(isinstance(p, Pruner) for p in self.plugins):
                 self.plugins.append(Pruner())
         self.store = Store(prefix)
+        #: The wake-up channel of the file (see chancy_lite.wake), opened with the first connection.
+        self.channel: wake.Channel | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[db.Connection] = []
@@ -109,8 +111,10 @@ class Chancy:
                 else:
                     conn = self.connect()
                     self._connections.append(conn)
-                    if self.store.channel is None and self.path != db.MEMORY:
-                        self.store.channel = wake.Channel(self.path)
+                    if self.path != db.MEMORY:
+                        if self.channel is None:
+                            self.channel = wake.Channel(self.path)
+                        conn.publisher = self.channel.publish
             self._local.conn = conn
         return conn
 
@@ -216,7 +220,7 @@ class Chancy:
         with self._lock:
             connections, self._connections = self._connections, []
             pool, self._pool = self._pool, None
-            channel, self.store.channel = self.store.channel, None
+            channel, self.channel = self.channel, None
         if pool is not None:
             pool.shutdown(wait=True)
         for conn in connections:
@@ -450,7 +454,7 @@ class Chancy:
 
     def _listener(self) -> wake.Listener | None:
         self._conn()
-        channel = self.store.channel
+        channel = self.channel
         if channel is None:
             return None
         try:

@@ -121,8 +121,10 @@ class Runner:
             autocheckpoint=config.autocheckpoint,
         )
         self.channel = wake.Channel(config.db_path)
-        self.store = Store(config.prefix, self.channel)
-        self.mailbox = wake.Listener(self.channel, wake.CHILD, name=f"c-{config.key}.sock")
+        self.store = Store(config.prefix)
+        self.conn.publisher = self.channel.publish
+        self.mailbox = wake.Listener(self.channel, wake.CHILD, name=os.path.basename(
+            wake.child_mailbox(self.channel.directory, config.key)))
         self.journal = Journal(
             os.path.join(self.channel.directory, journal_name(config.worker_id, self.pid, config.key))
         )
@@ -256,17 +258,14 @@ class Runner:
         def write() -> None:
             with self.conn:
                 for outcome in pending:
-                    store.complete_job(self.conn, outcome, worker_id=config.worker_id, pid=self.pid)
-                if pending:
-                    store.notify_done(self.conn)
+                    store.complete_job(self.conn, outcome, worker_id=config.worker_id, pid=self.pid,
+                                       queue=config.queue)
                 if not batch.marked:
                     store.mark_job_started(self.conn, job, started_at=batch.began_at, worker_id=config.worker_id,
                                            pid=self.pid)
                 for other in rest:
                     store.complete_job(self.conn, self.release(other), worker_id=config.worker_id, pid=self.pid,
-                                       quiet=True)
-                if rest:
-                    store.notify_push(self.conn, config.queue, len(rest))
+                                       queue=config.queue, quiet=True)  # waking idle children for it
 
         self.with_retry(write)
         self.pending = []
@@ -298,9 +297,7 @@ class Runner:
         config, store = self.config, self.store
         with self.conn:
             for outcome in self.pending:
-                store.complete_job(self.conn, outcome, worker_id=config.worker_id, pid=self.pid)
-            if self.pending:
-                store.notify_done(self.conn)
+                store.complete_job(self.conn, outcome, worker_id=config.worker_id, pid=self.pid, queue=config.queue)
             now = self.now()
             window = int(config.rate_limit_window * 1_000_000) if config.rate_limit and config.rate_limit_window else 0
             self.rate_limited_until = None
@@ -367,16 +364,17 @@ class Runner:
 
     def handle_messages(self, messages: list[bytes]) -> None:
         for message in messages:
-            if message.startswith(b"w "):  # a push of that many jobs woke us: claim no more (the scalar claim)
-                self.claim_hint = max(self.claim_hint or 0, int(message[2:] or 1))
-            elif message == b"s":
+            decoded = wake.decode_child(message)
+            if isinstance(decoded, wake.Work) and decoded.count is not None:
+                # A push of that many jobs woke us: claim no more (one job: the scalar claim).
+                self.claim_hint = max(self.claim_hint or 0, decoded.count)
+            elif isinstance(decoded, wake.Stop):
                 self.stopping = True
-            elif message.startswith(b"c "):
-                job_id = message[2:].decode()
-                if self.current is not None and self.current.id == job_id:
-                    self.cancelled = job_id
+            elif isinstance(decoded, wake.Cancel):
+                if self.current is not None and self.current.id == decoded.job_id:
+                    self.cancelled = decoded.job_id
                 else:  # claimed in this batch but not started yet (or already done: then it costs one read)
-                    self.cancelled_claims.add(job_id)
+                    self.cancelled_claims.add(decoded.job_id)
 
     def cancelled_before_start(self, job: QueuedJob) -> bool:
         """Whether ``job``, claimed by us, was cancelled (or taken from us) before it started."""
@@ -551,12 +549,12 @@ class ProcessRunner(Runner):
 
     def poke(self) -> None:
         """End an idle wait now (from a signal handler)."""
-        self.channel.send_to(self.mailbox.path, b"w")
+        self.channel.send_to(self.mailbox.path, wake.work_message())
 
     def _on_mail(self, signum: int, frame: Any) -> None:
         messages = self.mailbox.drain()
         self.handle_messages(messages)
-        if any(not m.startswith(b"c ") for m in messages):
+        if any(not isinstance(wake.decode_child(m), wake.Cancel) for m in messages):
             self.poke()  # keep the wake-up (or stop) for the idle wait
         if self.cancelled is not None and self.current is not None and self.cancelled == self.current.id:
             self._interrupt(JobCancelled(f"job {self.current.id} was cancelled"))

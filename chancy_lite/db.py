@@ -19,6 +19,7 @@ from typing import Any
 
 import apsw
 
+from chancy_lite import wake
 from chancy_lite.errors import (
     ConfigurationError,
     DatabaseBusyError,
@@ -168,6 +169,23 @@ class Connection(apsw.Connection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.after_commit: list[Callable[[], None]] = []
+        #: Who publishes what a committed transaction changed (``Channel.publish``); None: nobody hears.
+        self.publisher: Callable[[wake.Changes], None] | None = None
+        self._changes: wake.Changes | None = None
+
+    def pending_changes(self) -> wake.Changes:
+        """What the current transaction changed so far, published once it commits (see ``publish_changes``).
+        Outside a transaction the caller publishes at once, after its statement."""
+        if self._changes is None:
+            self._changes = wake.Changes()
+            if self.in_transaction:
+                self.after_commit.append(self.publish_changes)
+        return self._changes
+
+    def publish_changes(self) -> None:
+        changes, self._changes = self._changes, None
+        if changes is not None and self.publisher is not None:
+            self.publisher(changes)
 
     def __exit__(self, *exc: Any) -> bool | None:  # type: ignore[override]  # apsw's stub names each argument
         result = super().__exit__(*exc)
@@ -177,6 +195,8 @@ class Connection(apsw.Connection):
 
     def run_after_commit(self, committed: bool = True) -> None:
         callbacks, self.after_commit = self.after_commit, []
+        if not committed:
+            self._changes = None
         if committed:
             for callback in callbacks:
                 try:

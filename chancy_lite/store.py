@@ -4,7 +4,7 @@ Each method takes an open connection from :mod:`chancy_lite.db` and, where time
 matters, ``now`` (integer microseconds since the epoch): only the loops read
 the clock, so tests drive schedules, retries and leases by passing ``now``.
 Write methods run in ``with conn:`` (``BEGIN IMMEDIATE``, or a savepoint inside
-a caller's transaction) and queue their wake-ups to be sent after the commit.
+a caller's transaction) and record what they changed on the connection, which publishes it after the commit.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from chancy_lite import sql, wake
+from chancy_lite import sql
 from chancy_lite.db import Connection
 from chancy_lite.errors import SchemaTooNewError
 from chancy_lite.job import Job, Limit, QueuedJob
@@ -123,37 +123,33 @@ def row_to_queue(row: Sequence[Any]) -> Queue:
 
 
 class Store:
-    """Typed access to the tables of one prefix; sends wake-ups through ``channel``."""
+    """Typed access to the tables of one prefix.
 
-    def __init__(self, prefix: str = "chancy_", channel: wake.Channel | None = None) -> None:
+    Write methods record what they changed (jobs made claimable per queue, jobs finished, queues changed,
+    cancels) on the connection; the connection's owner publishes that after the commit (see
+    :mod:`chancy_lite.wake`). The store itself sends nothing.
+    """
+
+    def __init__(self, prefix: str = "chancy_") -> None:
         if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
             raise ValueError(f"prefix {prefix!r} must be letters, digits and '_' (such as 'chancy_')")
         self.prefix = prefix
-        self.channel = channel
         self.q = _Statements(prefix)
         self.migrations: dict[str, list[Step]] = {CORE_KEY: sql.CORE_MIGRATIONS}
 
-    # ------------------------------------------------------------- wake-ups
-
-    def notify_push(self, conn: Connection, queue: str, count: int) -> None:
-        """Once ``conn`` commits, wake workers for ``count`` newly claimable jobs of ``queue`` (``*``: any)."""
-        self._after_commit(conn, lambda channel: channel.push(queue, count))
-
-    def notify(self, conn: Connection, kind: str, message: bytes) -> None:
-        """Send ``message`` to listeners of ``kind`` once ``conn``'s transaction commits."""
-        self._after_commit(conn, lambda channel: channel.send(kind, message))
-
-    def _after_commit(self, conn: Connection, send: Callable[[wake.Channel], object]) -> None:
-        channel = self.channel
-        if channel is None:
-            return
-        if conn.in_transaction:
-            def after() -> None:
-                send(channel)
-
-            conn.after_commit.append(after)
-        else:
-            send(channel)
+    @staticmethod
+    def _changed(conn: Connection, *, push: tuple[str, int] | None = None, done: bool = False,
+                 queues: bool = False, cancel: tuple[str, int | None] | None = None) -> None:
+        """Record a change on ``conn``: published after its transaction commits, or now outside one."""
+        changes = conn.pending_changes()
+        if push is not None:
+            changes.push(*push)
+        changes.done = changes.done or done
+        changes.queues = changes.queues or queues
+        if cancel is not None:
+            changes.cancels.append(cancel)
+        if not conn.in_transaction:
+            conn.publish_changes()
 
     # ----------------------------------------------------------- migrations
 
@@ -226,7 +222,7 @@ class Store:
         params = [job_params(job, i, now) for job, i in zip(jobs, new_ids(len(jobs)), strict=True)]
         if len(params) == 1 and params[0][10] is None and not conn.in_transaction:
             conn.execute(self.q.INSERT_JOB, params[0])  # one statement, its own transaction: the fast single push
-            self.notify_push(conn, params[0][1], 1)
+            self._changed(conn, push=(params[0][1], 1))
             return [params[0][0]]
         with conn:
             if len(params) > 1 and all(p[10] is None for p in params):  # no unique keys: nothing can conflict
@@ -243,7 +239,7 @@ class Store:
                     else:
                         ids.append(_fetch(conn, self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p[10],))[0][0])
             for queue, count in counts.items():
-                self.notify_push(conn, queue, count)
+                self._changed(conn, push=(queue, count))
         return ids
 
     def get_job(self, conn: Connection, job_id: str) -> QueuedJob | None:
@@ -301,12 +297,14 @@ class Store:
         return _fetch(conn, self.q.NEXT_DUE, (queue,))[0][0]
 
     def complete_job(
-        self, conn: Connection, outcome: Outcome, *, worker_id: str, pid: int | None, quiet: bool = False
+        self, conn: Connection, outcome: Outcome, *, worker_id: str, pid: int | None, queue: str = "*",
+        quiet: bool = False,
     ) -> bool:
         """Write one outcome, guarded: only a job still running, held by us, at this attempt. Caller's transaction.
 
         An outcome in state PENDING releases the job (the worker stopped under it): it waits again and the
-        attempt is not counted.
+        attempt is not counted. A job that can run again (retrying, released) is recorded as pushed to ``queue``
+        (the job's queue; "*" when unknown); a finished one as done.
         """
         statement = self.q.RELEASE_JOB if outcome.state is QueuedJob.State.PENDING else self.q.COMPLETE_JOB
         conn.execute(
@@ -328,8 +326,10 @@ class Store:
             if not quiet:
                 log.warning("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
             return False
-        if outcome.state is QueuedJob.State.RETRYING:
-            self.notify_push(conn, "*", 1)
+        if outcome.state in (QueuedJob.State.RETRYING, QueuedJob.State.PENDING):
+            self._changed(conn, push=(queue, 1))
+        else:
+            self._changed(conn, done=True)
         return True
 
     def mark_job_started(
@@ -340,11 +340,6 @@ class Store:
                   "pid": pid}
         conn.execute(self.q.MARK_JOB_STARTED, params)
         return conn.changes() == 1
-
-    def notify_done(self, conn: Connection) -> None:
-        """Tell callers waiting for jobs that some finished (only if anyone waits)."""
-        if self.channel is not None and self.channel.listeners(wake.WAITER):
-            self.notify(conn, wake.WAITER, wake.JOBS_DONE)
 
     def cancel_job(self, conn: Connection, job_id: str, *, now: int) -> tuple[str, str | None, int | None] | None:
         """Cancel a job that has not finished. Returns (previous state, holder, holder pid) or None."""
@@ -359,16 +354,14 @@ class Store:
             if not rows:
                 return None
             _, taken_by, holder_pid, _queue = rows[0]
-            if previous == "running":
-                self.notify(conn, wake.WORKER, wake.cancel_message(job_id, holder_pid))
-            self.notify_done(conn)
+            self._changed(conn, done=True, cancel=(job_id, holder_pid) if previous == "running" else None)
         return previous, taken_by, holder_pid
 
     def retry_job(self, conn: Connection, job_id: str, *, now: int) -> bool:
         with conn:
             rows = _fetch(conn, self.q.RETRY_JOB, {"id": job_id, "now": now})
             if rows:
-                self.notify_push(conn, rows[0][0], 1)
+                self._changed(conn, push=(rows[0][0], 1))
         return bool(rows)
 
     def prune_jobs(self, conn: Connection, rule: tuple[Any, ...], *, now: int, limit: int) -> int:
@@ -383,7 +376,7 @@ class Store:
             conn.execute(self.q.PURGE_JOB, (job_id,))
             changed = conn.changes() == 1
             if changed:
-                self.notify_done(conn)
+                self._changed(conn, done=True)
         return changed
 
     # -------------------------------------------------------------- recovery
@@ -417,12 +410,15 @@ class Store:
         """
         recovered = []
         with conn:
+            held = self.held_jobs(conn, worker_id, pid)
+            queues = {job.id: job.queue for job in held}
             for outcome in outcomes:
-                self.complete_job(conn, outcome, worker_id=worker_id, pid=pid, quiet=True)
-            for job in self.held_jobs(conn, worker_id, pid):
+                self.complete_job(conn, outcome, worker_id=worker_id, pid=pid, queue=queues.get(outcome.id, "*"),
+                                  quiet=True)
+            for job in held:
                 if started is not None and job.id not in started:
                     release = Outcome(job.id, job.attempts, QueuedJob.State.PENDING, None)
-                    if self.complete_job(conn, release, worker_id=worker_id, pid=pid, quiet=True):
+                    if self.complete_job(conn, release, worker_id=worker_id, pid=pid, queue=job.queue, quiet=True):
                         recovered.append((job, "released"))
                     continue
                 outcome = after_death(job, reason(job), now=now)
@@ -431,9 +427,8 @@ class Store:
                 conn.execute(self.q.RECOVER_JOB, params)
                 if conn.changes() == 1:
                     recovered.append((job, outcome.state.value))
-            if recovered:
-                self.notify_push(conn, "*", len(recovered))
-                self.notify_done(conn)
+                    self._changed(conn, push=(job.queue, 1) if outcome.state is QueuedJob.State.RETRYING else None,
+                                  done=outcome.state is not QueuedJob.State.RETRYING)
         return recovered
 
     # --------------------------------------------------------------- queues
@@ -444,7 +439,7 @@ class Store:
             changed = conn.changes() == 1
             stored = self.get_queue(conn, queue.name)
             if changed:
-                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+                self._changed(conn, queues=True)
         assert stored is not None
         return stored
 
@@ -460,7 +455,7 @@ class Store:
             conn.execute(self.q.PAUSE_QUEUE, {"name": name, "resume_at": resume_at, "now": now})
             changed = conn.changes() == 1
             if changed:
-                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+                self._changed(conn, queues=True)
         return changed
 
     def resume_queue(self, conn: Connection, name: str, *, now: int) -> bool:
@@ -468,14 +463,14 @@ class Store:
             conn.execute(self.q.RESUME_QUEUE, {"name": name, "now": now})
             changed = conn.changes() == 1
             if changed:
-                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+                self._changed(conn, queues=True)
         return changed
 
     def resume_due_queues(self, conn: Connection, *, now: int) -> list[str]:
         with conn:
             names = [r[0] for r in _fetch(conn, self.q.RESUME_DUE_QUEUES, {"now": now})]
             if names:
-                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+                self._changed(conn, queues=True)
         return names
 
     def delete_queue(self, conn: Connection, name: str, *, purge_jobs: bool) -> bool:
@@ -485,7 +480,7 @@ class Store:
             if purge_jobs:
                 conn.execute(self.q.DELETE_QUEUE_JOBS, (name,))
             if changed:
-                self.notify(conn, wake.WORKER, wake.QUEUES_CHANGED)
+                self._changed(conn, queues=True)
         return changed
 
     # -------------------------------------------------------------- workers

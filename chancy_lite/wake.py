@@ -23,6 +23,7 @@ listener costs no CPU.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -118,6 +119,17 @@ class Channel:
         message = b"w %d" % -(-count // len(idle))  # each child's share of the jobs, to size its claim
         return sum(self.send_to(path, message) for path in idle)
 
+    def publish(self, changes: Changes) -> None:
+        """Tell the listeners what a committed transaction changed (each datagram is a hint)."""
+        for queue, count in changes.pushed.items():
+            self.push(queue, count)
+        if changes.queues:
+            self.send(WORKER, QUEUES_CHANGED)
+        for job_id, pid in changes.cancels:
+            self.send(WORKER, cancel_message(job_id, pid))
+        if changes.done and self.listeners(WAITER):
+            self.send(WAITER, JOBS_DONE)
+
     def push(self, queue: str, count: int) -> None:
         """After a commit that made ``count`` jobs of ``queue`` claimable: wake idle children, then supervisors
         for what they did not take (a queue served by the async executor, or every child busy)."""
@@ -196,18 +208,110 @@ class Listener:
         self.close()
 
 
-def push_message(queue: str, count: int) -> bytes:
-    return f"p {queue} {count}".encode()
+# ------------------------------------------------------------ what changed
 
+
+@dataclasses.dataclass
+class Changes:
+    """What a transaction changed that other processes should hear of once it commits.
+
+    The store records these on the connection (``db.Connection.pending_changes``); the connection's owner
+    publishes them after the commit (``Channel.publish``), and drops them on a rollback.
+    """
+
+    pushed: dict[str, int] = dataclasses.field(default_factory=dict)  # queue -> jobs made claimable
+    done: bool = False  # jobs finished (callers of wait_for_job)
+    queues: bool = False  # a queue's configuration changed
+    cancels: list[tuple[str, int | None]] = dataclasses.field(default_factory=list)  # (job id, holder pid)
+
+    def push(self, queue: str, count: int = 1) -> None:
+        if count > 0:
+            self.pushed[queue] = self.pushed.get(queue, 0) + count
+
+
+# ------------------------------------------------------------------ messages
+# Supervisors (WORKER listeners) hear: "p <queue> <n>" (n jobs of queue claimable; "*": any queue), "q" (queues
+# changed), "c <job id> <pid>" (cancel the running job). Waiters hear "d" (jobs finished). A child's mailbox
+# hears: "w" or "w <n>" (work: n jobs for it), "s" (stop after this job), "c <job id>" (cancel that job).
 
 QUEUES_CHANGED = b"q"
 JOBS_DONE = b"d"
 WAKE = b"w"
+STOP = b"s"
+
+
+@dataclasses.dataclass(frozen=True)
+class Push:
+    queue: str
+    count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Cancel:
+    job_id: str
+    pid: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+    count: int | None  # jobs announced for this child, None: an unsized wake-up
+
+
+class QueuesChanged:
+    pass
+
+
+class Stop:
+    pass
+
+
+def push_message(queue: str, count: int) -> bytes:
+    return f"p {queue} {count}".encode()
+
+
+def cancel_message(job_id: str, pid: int | None) -> bytes:
+    return f"c {job_id} {pid or 0}".encode()
+
+
+def work_message(count: int | None = None) -> bytes:
+    return WAKE if count is None else b"w %d" % count
+
+
+def child_cancel_message(job_id: str) -> bytes:
+    return f"c {job_id}".encode()
+
+
+def decode_worker(message: bytes) -> Push | Cancel | QueuesChanged | None:
+    """A supervisor's datagram; None for one it does not know (a newer sender), ValueError if malformed."""
+    kind, _, rest = message.decode().partition(" ")
+    if kind == "p":
+        queue, _, count = rest.rpartition(" ")
+        return Push(queue, int(count))
+    if kind == "q":
+        return QueuesChanged()
+    if kind == "c":
+        job_id, _, pid = rest.partition(" ")
+        return Cancel(job_id, int(pid or 0) or None)
+    return None
+
+
+def decode_child(message: bytes) -> Work | Stop | Cancel | None:
+    """A child's mailbox datagram; None for one it does not know."""
+    if message == WAKE:
+        return Work(None)
+    if message.startswith(b"w "):
+        return Work(int(message[2:] or 1))
+    if message == STOP:
+        return Stop()
+    if message.startswith(b"c "):
+        return Cancel(message[2:].decode())
+    return None
 
 
 def idle_name(queue: str, key: str) -> str:
     return f"{IDLE}-{queue}~{key}.sock"
 
 
-def cancel_message(job_id: str, pid: int | None) -> bytes:
-    return f"c {job_id} {pid or 0}".encode()
+def child_mailbox(directory: str, key: str) -> str:
+    """The socket path of one child's mailbox (``key``: its name among its supervisor's children)."""
+    return os.path.join(directory, f"{CHILD}-{key}.sock")

@@ -168,7 +168,7 @@ class Worker:
             )
         self._started = True
         await self.chancy.declare(Queue("default"))
-        self._channel = store.channel
+        self._channel = self.chancy.channel
         if self._channel is not None:
             self._listener = wake.Listener(self._channel, wake.WORKER)
             asyncio.get_running_loop().add_reader(self._listener.fileno(), self._on_datagrams)
@@ -269,32 +269,29 @@ class Worker:
 
     def send_to_child(self, key: str, message: bytes) -> None:
         if self._channel is not None:
-            self._channel.send_to(os.path.join(self._channel.directory, f"c-{key}.sock"), message)
+            self._channel.send_to(wake.child_mailbox(self._channel.directory, key), message)
 
     def _on_datagrams(self) -> None:
         assert self._listener is not None
         for message in self._listener.drain():
             try:
-                self._dispatch(message.decode())
+                self._dispatch(wake.decode_worker(message))
             except Exception:
                 log.exception("bad wake-up message %r", message)
 
-    def _dispatch(self, message: str) -> None:
-        kind, _, rest = message.partition(" ")
-        if kind == "p":
-            queue, _, count = rest.rpartition(" ")
+    def _dispatch(self, message: wake.Push | wake.Cancel | wake.QueuesChanged | None) -> None:
+        if isinstance(message, wake.Push):
             for name, executor in self.executors.items():
-                if queue == "*" or (queue == name and not executor.wakes_directly):
-                    executor.wake(int(count))
-                elif queue == name:
+                if message.queue == "*" or (message.queue == name and not executor.wakes_directly):
+                    executor.wake(message.count)
+                elif message.queue == name:
                     # Pushers tell supervisors only of jobs that no idle child took: every child is busy.
                     self.hub.emit("worker.queue.full", {"queue": name})
-        elif kind == "q":
+        elif isinstance(message, wake.QueuesChanged):
             self.queues.changed()
-        elif kind == "c":
-            job_id, _, pid = rest.partition(" ")
+        elif isinstance(message, wake.Cancel):
             for executor in self._all_executors():  # a retiring executor may still run the job
-                if executor.cancel(job_id, int(pid) or None):
+                if executor.cancel(message.job_id, message.pid):
                     break
 
     def _all_executors(self) -> list[Executor]:

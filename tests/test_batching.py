@@ -6,7 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from chancy_lite import Chancy, Job, Queue, QueuedJob, Worker
+from chancy_lite import Chancy, Job, Queue, QueuedJob, Worker, wake
 from chancy_lite import journal as journal_mod
 from chancy_lite.store import Outcome
 from chancy_lite.utils import chancy_uuid
@@ -82,7 +82,7 @@ def test_recovery_from_a_journal_keeps_outcomes_and_unstarted_attempts(chancy: C
                                    pid_start=None)
     assert [j.id for j in claimed] == [r.identifier for r in refs]
     done, running, unstarted = claimed
-    directory = store.channel.directory
+    directory = wake.directory_for(chancy.path)
     journal = journal_mod.Journal(os.path.join(directory, journal_mod.journal_name(worker_id, dead_pid, "k1")))
     journal.started(done.id)
     journal.finished(Outcome(done.id, 0, State.SUCCEEDED, chancy.now(), meta='{"ok": true}'))
@@ -91,7 +91,6 @@ def test_recovery_from_a_journal_keeps_outcomes_and_unstarted_attempts(chancy: C
 
     async def recover() -> None:
         worker = Worker(chancy, register_signal_handlers=False)
-        worker._channel = store.channel
         await worker.recover_orphans()
 
     asyncio.run(recover())
@@ -154,7 +153,7 @@ def test_recovery_reads_every_journal_of_a_process(chancy: Chancy) -> None:
     with chancy.connection() as conn, conn:
         first, second, unstarted = store.claim_jobs(conn, "default", 3, now=chancy.now(), worker_id=worker_id,
                                                     pid=dead_pid, pid_start=None)
-    directory = store.channel.directory
+    directory = wake.directory_for(chancy.path)
     for key, job in (("slot1", first), ("slot2", second)):
         journal = journal_mod.Journal(os.path.join(directory, journal_mod.journal_name(worker_id, dead_pid, key)))
         journal.started(job.id)
@@ -162,7 +161,6 @@ def test_recovery_reads_every_journal_of_a_process(chancy: Chancy) -> None:
 
     async def recover() -> None:
         worker = Worker(chancy, register_signal_handlers=False)
-        worker._channel = store.channel
         await worker.recover_orphans()
 
     asyncio.run(recover())

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from chancy_lite import execution
+from chancy_lite import execution, wake
 from chancy_lite.child import Runner
 from chancy_lite.execution import Capability
 from chancy_lite.executors.base import Executor, Slot
@@ -55,7 +55,7 @@ class AsyncExecutor(Executor):
                 break
             if slot.idle:
                 slot.idle = False
-                self.poke(slot, b"w")
+                self.poke(slot, wake.work_message())
                 n -= 1
         self.pending_wakes = min(self.pending_wakes + max(n, 0), self.concurrency)
 

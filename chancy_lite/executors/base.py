@@ -10,7 +10,7 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from chancy_lite import execution
+from chancy_lite import execution, wake
 from chancy_lite.child import ChildConfig
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.queue import Queue
@@ -132,7 +132,7 @@ class Executor(abc.ABC):
 
     def wake(self, n: int) -> None:
         for slot in list(self.slots.values()):
-            self.poke(slot, b"w")
+            self.poke(slot, wake.work_message())
 
     def idle_count(self) -> int:
         """How many children are waiting for work right now."""

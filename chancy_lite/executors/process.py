@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from chancy_lite import proc
+from chancy_lite import proc, wake
 from chancy_lite.child import ChildConfig
 from chancy_lite.execution import Capability
 from chancy_lite.executors.base import Executor, Slot
@@ -137,7 +137,7 @@ class ProcessExecutor(Executor):
     def cancel(self, job_id: str, pid: int | None) -> bool:
         for key, process in self.processes.items():
             if process.pid == pid:
-                self.worker.send_to_child(key, f"c {job_id}".encode())
+                self.worker.send_to_child(key, wake.child_cancel_message(job_id))
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGUSR1)
                 return True

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 
+from chancy_lite import wake
 from chancy_lite.child import JobCancelled, ThreadRunner, WorkerShutdown
 from chancy_lite.executors.base import Executor, Slot
 
@@ -57,7 +58,7 @@ class ThreadedExecutor(Executor):
         self.stopping = True
         for key, runner in self.runners.items():
             runner.stopping = True
-            self.worker.send_to_child(key, b"s")
+            self.worker.send_to_child(key, wake.STOP)
         if not await self._join(timeout):
             for runner in self.runners.values():
                 runner.interrupt(WorkerShutdown)
