@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import platform
 import re
 import signal
@@ -23,7 +22,7 @@ from typing import Any, TypeVar
 from chancy_lite import db, proc, wake
 from chancy_lite.app import Chancy
 from chancy_lite.errors import ConfigurationError, MigrationsNeededError
-from chancy_lite.executors.base import Executor
+from chancy_lite.executors.base import Executor, ExecutorContext
 from chancy_lite.hub import Hub
 from chancy_lite.queue import Queue
 from chancy_lite.retry import Backoff, DatabaseRetry
@@ -262,15 +261,6 @@ class Worker:
 
     # ----------------------------------------------------------- wake-ups
 
-    def idle_path(self, queue: str, key: str) -> str:
-        """Where an idle child of ours advertises itself (see chancy_lite.wake)."""
-        directory = self._channel.directory if self._channel is not None else ""
-        return os.path.join(directory, wake.idle_name(queue, key))
-
-    def send_to_child(self, key: str, message: bytes) -> None:
-        if self._channel is not None:
-            self._channel.send_to(wake.child_mailbox(self._channel.directory, key), message)
-
     def _on_datagrams(self) -> None:
         assert self._listener is not None
         for message in self._listener.drain():
@@ -298,6 +288,13 @@ class Worker:
         return [*self.executors.values(), *(ex for ex, _ in self.queues.retiring.values())]
 
     # -------------------------------------------------- for the executors
+
+    def executor_context(self) -> ExecutorContext:
+        """What an executor of this worker may use (see ``ExecutorContext``)."""
+        return ExecutorContext(
+            chancy=self.chancy, worker_id=self.worker_id, allowed_modules=self.allowed_modules,
+            child_log_level=self.child_log_level(), channel=self._channel, on_child_exit=self.recover_process,
+        )
 
     async def recover_process(self, pid: int | None, how: str, grace: float) -> None:
         """An executor's child exited (``how``): recover the jobs it held, counting each attempt."""

@@ -74,7 +74,8 @@ class AsyncExecutor(Executor):
         for _ in range(self.concurrency):
             key = self.new_key()
             self.slots[key], self.events[key] = Slot(key), asyncio.Event()
-            self.journals[key] = Journal(os.path.join(directory, journal_name(self.worker.worker_id, os.getpid(), key)))
+            name = journal_name(self.context.worker_id, os.getpid(), key)
+            self.journals[key] = Journal(os.path.join(directory, name))
             self.tasks[key] = asyncio.create_task(self._slot(key), name=f"chancy-lite[{self.queue.name}]")
 
     def _exchange(self, pending: list[Outcome], n: int) -> list[QueuedJob]:
@@ -141,7 +142,7 @@ class AsyncExecutor(Executor):
                             elapsed=time.perf_counter() - started, started_at=started_at)
 
     async def _call(self, job: QueuedJob) -> None:
-        execution.check_allowed(job.func, self.worker.allowed_modules)
+        execution.check_allowed(job.func, self.context.allowed_modules)
         job, func, kwargs = execution.prepare(job, self.capabilities, self.get_function_and_kwargs,
                                               type(self).__name__)
         limit = job.limit(Limit.Type.TIME)

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import secrets
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from chancy_lite import execution, wake
@@ -16,7 +16,35 @@ from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.queue import Queue
 
 if TYPE_CHECKING:
+    from chancy_lite.app import Chancy
     from chancy_lite.worker import Worker
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutorContext:
+    """What an executor gets from its worker: settings, the wake-up channel and the child-exit callback.
+
+    Built by ``Worker.executor_context()``; an executor touches its worker only through this.
+    """
+
+    chancy: Chancy
+    worker_id: str
+    allowed_modules: tuple[str, ...] | None
+    child_log_level: int | None
+    channel: wake.Channel | None
+    #: ``await on_child_exit(pid, how, grace)`` once a child process exited: its jobs are recovered.
+    on_child_exit: Callable[[int | None, str, float], Awaitable[None]]
+
+    def send_to_child(self, key: str, message: bytes) -> None:
+        """Deliver a mailbox datagram to the child named ``key`` (see chancy_lite.wake)."""
+        if self.channel is not None:
+            self.channel.send_to(wake.child_mailbox(self.channel.directory, key), message)
+
+    def is_idle(self, queue: str, key: str) -> bool:
+        """Whether the child named ``key`` advertises itself as idle for ``queue``."""
+        return self.channel is not None and os.path.exists(
+            os.path.join(self.channel.directory, wake.idle_name(queue, key))
+        )
 
 
 @dataclasses.dataclass
@@ -68,7 +96,8 @@ class Executor(abc.ABC):
         return execution.function_and_kwargs(job)
 
     def __init__(self, worker: Worker, queue: Queue) -> None:
-        self.worker = worker
+        self.worker = worker  # as Chancy's executors (custom executors may use it); ours use self.context
+        self.context: ExecutorContext = worker.executor_context()
         self.queue = queue
         options = dict(queue.executor_options)
         # Chancy replaces a child after 100 jobs. Spawning a child costs ~0.1 s of CPU, so with short jobs that
@@ -91,14 +120,14 @@ class Executor(abc.ABC):
         return f"{self._token}-{self._serial}"
 
     def child_config(self, key: str, *, register_signals: bool = True) -> ChildConfig:
-        chancy = self.worker.chancy
+        chancy = self.context.chancy
         return ChildConfig(
             db_path=chancy.path,
             prefix=chancy.prefix,
             busy_timeout=chancy.busy_timeout,
             synchronous=chancy.synchronous,
             queue=self.queue.name,
-            worker_id=self.worker.worker_id,
+            worker_id=self.context.worker_id,
             key=key,
             polling_interval=float(self.queue.polling_interval),
             maximum_jobs=self.maximum_jobs_per_worker,
@@ -109,8 +138,8 @@ class Executor(abc.ABC):
             rate_limit=self.queue.rate_limit,
             rate_limit_window=self.queue.rate_limit_window,
             timeout_grace=self.timeout_grace,
-            allowed_modules=self.worker.allowed_modules,
-            log_level=self.worker.child_log_level(),
+            allowed_modules=self.context.allowed_modules,
+            log_level=self.context.child_log_level,
             register_signals=register_signals,
             executor=f"{type(self).__module__}.{type(self).__qualname__}",
         )
@@ -138,7 +167,7 @@ class Executor(abc.ABC):
         """How many children are waiting for work right now."""
         if not self.wakes_directly:
             return sum(slot.idle for slot in self.slots.values())
-        return sum(os.path.exists(self.worker.idle_path(self.queue.name, key)) for key in self.slots)
+        return sum(self.context.is_idle(self.queue.name, key) for key in self.slots)
 
     @abc.abstractmethod
     def poke(self, slot: Slot, message: bytes) -> None:

@@ -113,7 +113,7 @@ class ProcessExecutor(Executor):
                 logging.DEBUG if expected else logging.WARNING, "child %s of queue %s exited (%s)",
                 pid, self.queue.name, describe_exit(code),
             )
-            await self.worker.recover_process(pid, describe_exit(code), self.timeout_grace)
+            await self.context.on_child_exit(pid, describe_exit(code), self.timeout_grace)
             if not self.stopping:
                 # A child that dies right after starting (a broken file, a bad import) is restarted with backoff.
                 self._restart_delay = 0.0 if lived > 5 or code == 0 else min(max(self._restart_delay * 2, 0.1), 30.0)
@@ -132,12 +132,12 @@ class ProcessExecutor(Executor):
         return {child.pid for child in self.processes.values()}
 
     def poke(self, slot: Slot, message: bytes) -> None:
-        self.worker.send_to_child(slot.key, message)
+        self.context.send_to_child(slot.key, message)
 
     def cancel(self, job_id: str, pid: int | None) -> bool:
         for key, process in self.processes.items():
             if process.pid == pid:
-                self.worker.send_to_child(key, wake.child_cancel_message(job_id))
+                self.context.send_to_child(key, wake.child_cancel_message(job_id))
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGUSR1)
                 return True

@@ -41,7 +41,7 @@ class ThreadedExecutor(Executor):
             log.exception("thread runner of queue %s crashed", self.queue.name)
 
     def poke(self, slot: Slot, message: bytes) -> None:
-        self.worker.send_to_child(slot.key, message)
+        self.context.send_to_child(slot.key, message)
 
     def cancel(self, job_id: str, pid: int | None) -> bool:
         for runner in self.runners.values():
@@ -58,7 +58,7 @@ class ThreadedExecutor(Executor):
         self.stopping = True
         for key, runner in self.runners.items():
             runner.stopping = True
-            self.worker.send_to_child(key, wake.STOP)
+            self.context.send_to_child(key, wake.STOP)
         if not await self._join(timeout):
             for runner in self.runners.values():
                 runner.interrupt(WorkerShutdown)
