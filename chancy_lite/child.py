@@ -505,10 +505,14 @@ def _ignore_signal(signum: int, frame: Any) -> None:
 
 
 def _reset_forked_helper() -> None:
-    """In a process a job forks without exec: drop the child's signal handling and timers (they are not its)."""
-    for sig in _CHILD_SIGNALS:
-        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
-    faulthandler.cancel_dump_traceback_later()
+    """In a process a job forks without exec: drop the child's signal handlers (they are not its).
+
+    The child's watchdog thread is not copied by fork, so nothing of it runs here; calling
+    ``faulthandler.cancel_dump_traceback_later()`` here would wait for that thread forever.
+    """
+    with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread (cannot happen after fork)
+        for sig in _CHILD_SIGNALS:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
 
 
 class ProcessRunner(Runner):
@@ -562,7 +566,7 @@ class ProcessRunner(Runner):
     def _on_interrupt(self, signum: int, frame: Any) -> None:
         self.stopping = True
         self.poke()
-        faulthandler.dump_traceback_later(self.config.timeout_grace, exit=True)
+        _WATCHDOG.arm(self.config.timeout_grace, "the worker is shutting down and the job did not stop")
         if self.current is not None:
             self._interrupt(WorkerShutdown("the worker is shutting down"))
 
@@ -596,8 +600,42 @@ class ProcessRunner(Runner):
             raise
 
 
+class _Watchdog:
+    """Ends a child whose job will not stop. After ``seconds`` a thread kills what the job started and exits the
+    process; should the job hold the GIL in one long C call, so that no thread runs, faulthandler's own C thread
+    exits the process a second later (the supervisor, if alive, then kills what is left of the child's group)."""
+
+    def __init__(self) -> None:
+        self.timer: threading.Timer | None = None
+
+    def arm(self, seconds: float, why: str) -> None:
+        self.disarm()
+        self.timer = threading.Timer(seconds, self._expire, (why,))
+        self.timer.daemon = True
+        self.timer.start()
+        faulthandler.dump_traceback_later(seconds + 1.0, exit=True)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        faulthandler.cancel_dump_traceback_later()
+
+    @staticmethod
+    def _expire(why: str) -> None:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"chancy-lite child {os.getpid()}: {why} within its grace period; exiting\n")
+            faulthandler.dump_traceback(all_threads=True)
+            if os.getpgrp() == os.getpid():
+                proc.kill_group_members(os.getpid())
+        os._exit(1)
+
+
+_WATCHDOG = _Watchdog()
+
+
 class _ProcessLimits:
-    """TIME: SIGALRM at the limit, and a hard exit (faulthandler's watchdog) after a grace period.
+    """TIME: SIGALRM at the limit, and the watchdog (``_Watchdog``) after a grace period.
     MEMORY: the address-space limit for the job, restored afterwards."""
 
     def __init__(self, time_limit: float | None, memory: int | None, hard_time: float | None, grace: float) -> None:
@@ -607,7 +645,7 @@ class _ProcessLimits:
     def __enter__(self) -> None:
         limit = self.time_limit or self.hard_time
         if limit:
-            faulthandler.dump_traceback_later(limit + self.grace, exit=True)
+            _WATCHDOG.arm(limit + self.grace, f"the job passed its time limit of {limit} s and did not stop")
         if self.time_limit:
             signal.setitimer(signal.ITIMER_REAL, self.time_limit)
         if self.memory:
@@ -622,7 +660,7 @@ class _ProcessLimits:
         if self.time_limit:
             signal.setitimer(signal.ITIMER_REAL, 0)
         if self.time_limit or self.hard_time:
-            faulthandler.cancel_dump_traceback_later()
+            _WATCHDOG.disarm()
         if self.saved is not None:
             import resource
 

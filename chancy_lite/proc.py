@@ -85,13 +85,20 @@ def group_members(pgid: int) -> list[tuple[int, int]]:
     return members
 
 
-def kill_group_members(pgid: int, timeout: float = 1.0) -> list[int]:
+def kill_group_members(pgid: int, timeout: float = 1.0, rounds: int = 50) -> list[int]:
     """SIGKILL every other process in group ``pgid`` (the caller leads it) and reap those that are its
-    children. Returns the pids killed."""
+    children. Returns the pids killed.
+
+    Scans again until a scan finds nobody (at most ``rounds`` times): a member that forks while it is being
+    killed leaves children that the first scan did not see.
+    """
     me = os.getpid()
-    killed = []
-    for pid, _ in group_members(pgid):
-        if pid != me:
+    killed: list[int] = []
+    for _ in range(rounds):
+        found = [pid for pid, _ in group_members(pgid) if pid != me and pid not in killed]
+        if not found:
+            break
+        for pid in found:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)

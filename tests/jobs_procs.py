@@ -89,3 +89,24 @@ async def async_interrupt() -> None:
 
 async def async_ok() -> str:
     return "ok"
+
+
+def fork_and_wait(*, code: int = 7) -> int:
+    """Fork a helper that exits at once and wait for it (also what multiprocessing's fork start does)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+async def async_fork_and_wait() -> int:
+    return fork_and_wait()
+
+
+def fork_storm_then_fail(*, marker: str, path: str) -> None:
+    """A shell that keeps starting ``sleep``s, then the job fails while it runs."""
+    subprocess.Popen(["sh", "-c", f"while true; do sleep {marker} & done"])
+    stamp(path=path, value="started")
+    time.sleep(0.3)
+    raise RuntimeError("failed with a fork storm running")

@@ -139,3 +139,52 @@ def test_programs_and_forks_of_a_job_do_not_inherit_the_childs_signal_handling(
     ignored = int(job.meta["exec_sigign"], 16)
     assert not ignored & (1 << (signal.SIGINT - 1)), "a program the job runs starts with SIGINT ignored"
     assert job.meta["forked_non_default"] == "-", job.meta
+
+
+def test_a_time_limited_job_that_forks_is_not_held_up(chancy: Chancy) -> None:
+    """Before: the after-fork reset waited forever in the forked helper for the child's watchdog thread, so a
+    job with a TIME limit that forked (os.fork, multiprocessing, preexec_fn) hung until its limit."""
+    declare(chancy)
+    limit = [Limit(Limit.Type.TIME, 20)]
+
+    async def body(worker: Worker) -> list[QueuedJob]:
+        refs = [await chancy.push(Job(func=f, queue="procs", limits=limit))
+                for f in ("tests.jobs_procs.fork_and_wait", "tests.jobs_procs.async_fork_and_wait")]
+        return await chancy.wait_for_jobs(refs, timeout=10)  # well inside the limit
+
+    for job in run_worker(chancy, body):
+        assert job.state is SUCCEEDED, job.errors
+
+
+def test_a_helper_that_keeps_forking_is_killed_with_all_it_started(chancy: Chancy, tmp_path: Path) -> None:
+    declare(chancy)
+    marker, path = new_marker(), str(tmp_path / "runs")
+
+    async def body(worker: Worker) -> QueuedJob | None:
+        ref = await chancy.push(Job(func="tests.jobs_procs.fork_storm_then_fail", queue="procs",
+                                    kwargs={"marker": marker, "path": path}))
+        job = await chancy.wait_for_job(ref, timeout=15)
+        await until(lambda: not sleepers(marker), timeout=5, message="every sleep of the storm is gone")
+        return job
+
+    job = run_worker(chancy, body)
+    assert job is not None and job.state is FAILED
+
+
+def test_a_job_deaf_to_shutdown_under_a_killed_supervisor_takes_its_processes_along(
+    chancy: Chancy, db_path: str, tmp_path: Path
+) -> None:
+    """kill -9 of the supervisor: the child hears it (parent-death signal), its job ignores the interruption,
+    and no supervisor is left to clean up: the child's watchdog kills what the job started and exits."""
+    declare(chancy)
+    marker, path = new_marker(), str(tmp_path / "runs")
+    chancy.sync_push(Job(func="tests.jobs_procs.popen_then_ignore_timeouts", queue="procs",
+                         kwargs={"marker": marker, "path": path}))
+    with Supervisor(db_path, log_path=tmp_path / "worker.log") as sup:
+        sup.wait_ready()
+        wait_until(lambda: lines(path) and sleepers(marker), message="the job started its process")
+        child = int(lines(path)[0][0])
+        os.kill(sup.pid, signal.SIGKILL)
+        wait_until(lambda: gone(child) and not sleepers(marker), timeout=10,
+                   message="the child exited and the job's sleep is gone")
+    assert "ignored" in [r[2] for r in lines(path)]  # it did ignore the shutdown
