@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import inspect
 import re
 from typing import Any
 
@@ -49,6 +50,11 @@ def load_executor(path: str, queue: str, *, advice: str = _EXECUTOR_CHOICES) -> 
     if not (isinstance(cls, type) and issubclass(cls, BaseExecutor)):
         raise InvalidExecutorError(
             f"queue {queue!r}: its executor {path!r} is {type(cls).__name__} {cls!r}, not an Executor class: {advice}"
+        )
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise InvalidExecutorError(
+            f"queue {queue!r}: its executor {path!r} is abstract (it does not implement {missing}): {advice}"
         )
     return cls
 

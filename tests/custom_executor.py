@@ -10,3 +10,17 @@ class CustomExecutor(ThreadedExecutor):
 
 
 NOT_AN_EXECUTOR = object()
+
+
+class BrokenInit(ThreadedExecutor):
+    """An executor whose constructor fails (a bad option, a missing resource)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot build this executor")
+
+
+class BrokenStart(ThreadedExecutor):
+    """An executor whose start() fails."""
+
+    async def start(self) -> None:
+        raise RuntimeError("cannot start this executor")

@@ -76,8 +76,16 @@ class QueueWatcher(Service):
             if started is None:
                 continue
             updated = name in self._served_once
+            try:
+                await started.start()
+            except Exception as exc:
+                self._refuse(queue, InvalidExecutorError(
+                    f"queue {name!r}: its executor {queue.executor} failed to start ({type(exc).__name__}: "
+                    f"{exc}): {_ADVICE}"))
+                with contextlib.suppress(Exception):
+                    await started.stop(0)
+                continue
             worker.executors[name] = started
-            await started.start()
             self._served_once.add(name)
             worker.hub.emit("worker.queue.updated" if updated else "worker.queue.started", {"queue": name})
             log.info("serving queue %s with %s x %s", name, started.concurrency, type(started).__name__)
@@ -92,19 +100,28 @@ class QueueWatcher(Service):
         return min(self.interval, max(0.0, (resume - from_micros(now)).total_seconds()))
 
     def _executor_for(self, queue: Queue) -> Executor | None:
-        """The queue's executor, or None (logged once per queue and executor) when it cannot be loaded here."""
+        """The queue's executor, or None (logged once per queue and executor) when it cannot be loaded or built
+        here: a queue declared where its executor exists (another version or environment), or an executor whose
+        constructor fails, never stops the worker from serving its other queues."""
         try:
             cls = load_executor(queue.executor, queue.name, advice=_ADVICE)
-        except InvalidExecutorError as exc:
-            # Declared where its executor exists (another version or environment): serve the others, and say
-            # so once per queue and executor, not at every tick.
-            key = (queue.name, str(queue.executor))
-            if key not in self._unloadable:
-                self._unloadable.add(key)
-                log.error("not serving %s", exc)
+            executor: Executor = cls(self.worker, queue)
+        except Exception as exc:
+            if not isinstance(exc, InvalidExecutorError):
+                exc = InvalidExecutorError(
+                    f"queue {queue.name!r}: its executor {queue.executor} failed to start "
+                    f"({type(exc).__name__}: {exc}): {_ADVICE}"
+                )
+            self._refuse(queue, exc)
             return None
-        executor: Executor = cls(self.worker, queue)
         return executor
+
+    def _refuse(self, queue: Queue, error: Exception) -> None:
+        """Say once per queue and executor (not at every tick) why a queue is not served."""
+        key = (queue.name, str(queue.executor))
+        if key not in self._unloadable:
+            self._unloadable.add(key)
+            log.error("not serving %s", error)
 
     def _retire(self, name: str, executor: Executor, timeout: float) -> None:
         """Stop ``executor`` in the background; tick again once it is gone."""
