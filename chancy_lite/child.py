@@ -106,7 +106,8 @@ class Runner:
     ``batch_window``, it writes the outcomes of the batch's finished jobs, stamps the running job's
     ``started_at`` and gives the jobs not started yet back (waking idle children for them), all in one
     transaction. So a long job never holds short jobs that another child could run, and the rows say which
-    jobs run now.
+    jobs run now. A thread cannot run while a job holds the GIL in one long C call, so before a job whose
+    function this child has not run yet, or has seen run long, the same is done at once, before it starts.
     """
 
     #: What this runner can do with a job (see chancy_lite.execution.Capability).
@@ -151,6 +152,7 @@ class Runner:
         self._watch = threading.Event()
         self._closed = False
         self._executor_cls: Any = None
+        self._peaks: dict[str, float] = {}  # function -> recent longest run, in seconds (decays by half a run)
 
     # ---- the loop
 
@@ -203,18 +205,28 @@ class Runner:
                 if not self.journal.started(job.id):
                     self.flush()  # the journal is full: commit what it holds, then start afresh
                     self.journal.started(job.id)
-                batch.index, batch.running, batch.marked = index, True, job.started_at is not None
-                batch.began, batch.began_at = time.perf_counter(), self.now()
+                batch.index, batch.marked, batch.began_at = index, job.started_at is not None, self.now()
+                if batch.end is None and index + 1 < len(jobs) and self._may_run_long(job.func):
+                    # Give the rest back before it starts: the watcher cannot help while a job holds the GIL.
+                    self._settle(batch)
+                batch.running, batch.began = True, time.perf_counter()
             outcome = self.run_job(job, batch.began_at)
             with self.batch_lock:
                 batch.running = False
                 took = time.perf_counter() - batch.began
                 self.average = took if self.average is None else 0.8 * self.average + 0.2 * took
+                self._peaks[job.func] = max(took, 0.5 * self._peaks.get(job.func, 0.0))
                 self.jobs_run += 1
                 if outcome is not None:
                     self.pending.append(outcome)
                     if not self.journal.finished(outcome):
                         self.flush()
+
+    def _may_run_long(self, func: str) -> bool:
+        """Whether a job of ``func`` may run past the batch window: never seen in this child, or seen to
+        (a slow run counts for the next few runs)."""
+        peak = self._peaks.get(func)
+        return peak is None or peak > 2 * self.config.batch_window
 
     # ---- the batch watcher
 
@@ -475,7 +487,7 @@ class Runner:
             self._loop = asyncio.new_event_loop()
         coroutine: Any = execution.guarded(func(**kwargs))
         if time_limit:
-            coroutine = asyncio.wait_for(coroutine, time_limit)
+            coroutine = execution.limited(coroutine, time_limit)
         self._task = self._loop.create_task(coroutine)
         with self.limits(None, None, hard_time=time_limit):
             try:

@@ -8,6 +8,7 @@ what to change. The rules and their order follow Chancy 0.26 (``chancy/executors
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 import typing
@@ -141,7 +142,7 @@ def prepare(
     if cooperative and not any(value is job for value in kwargs.values()):
         raise ValueError(
             f"{job.func} has a TIME limit, which {executor_name} enforces cooperatively: give the function a "
-            "keyword-only parameter annotated QueuedJob and call its checkpoint() between steps"
+            "keyword-only parameter annotated QueuedJob and call its checkpoint() between steps (or awaits)"
         )
     return job, func, kwargs
 
@@ -153,6 +154,18 @@ async def guarded(awaitable: Awaitable[T]) -> T:
         return await awaitable
     except (SystemExit, KeyboardInterrupt, GeneratorExit) as exc:
         raise JobAbortedError(f"the job raised {type(exc).__name__}({exc})") from exc
+
+
+async def limited(awaitable: Awaitable[T], seconds: float) -> T:
+    """Await a job's coroutine under its TIME limit: ``TimeoutError`` saying so once ``seconds`` pass (a
+    ``TimeoutError`` the job raises itself goes through as it is)."""
+    try:
+        async with asyncio.timeout(seconds) as scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise TimeoutError(f"the job exceeded its time limit of {seconds:g} s") from None
+        raise
 
 
 def original(error: BaseException) -> BaseException:

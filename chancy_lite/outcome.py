@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import traceback
 from typing import Any
 
@@ -36,7 +37,7 @@ class Outcome:
     meta: str | None = None  # new meta JSON, or None to keep the stored one
     error: str | None = None  # one JSON error entry to append, or None
     scheduled_at: int | None = None  # when a retry is due, or None to keep
-    started_at: int | None = None  # when the run began (µs), or None to keep the stored value
+    started_at: int | None = None  # when the run began (µs), for a row that has no start yet
 
 
 def next_outcome(
@@ -104,8 +105,16 @@ def error_summary(error: BaseException | str, limit: int = 500) -> str:
     else:
         lines = [line for line in error.strip().splitlines() if line.strip()]
         text = lines[-1].strip() if lines else "error"
-    text = " ".join(text.split())
+    text = _UNSAFE.sub(_escape, " ".join(text.split()))  # a message may carry user input: no terminal codes
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Control characters, bidirectional overrides and lone surrogates, shown escaped in log lines.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def error_entry(attempt: int, exc: BaseException | str) -> str:

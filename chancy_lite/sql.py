@@ -206,7 +206,7 @@ COMPLETE_JOB = """
 UPDATE {p}jobs
 SET state = :state,
     attempts = attempts + 1,
-    started_at = coalesce(:started_at, started_at),
+    started_at = coalesce(started_at, :started_at),  -- a start already on the row (claim, watcher) stays
     completed_at = :completed_at,
     scheduled_at = coalesce(:scheduled_at, scheduled_at),
     meta = coalesce(:meta, meta),

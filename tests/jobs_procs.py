@@ -110,3 +110,13 @@ def fork_storm_then_fail(*, marker: str, path: str) -> None:
     stamp(path=path, value="started")
     time.sleep(0.3)
     raise RuntimeError("failed with a fork storm running")
+
+
+def hold_the_gil(*, seconds: int, path: str) -> None:
+    """One C call that keeps the GIL for ``seconds`` (libc sleep through ctypes.PyDLL): no other thread of
+    the process runs meanwhile."""
+    import ctypes
+
+    stamp(path=path, value="started")
+    ctypes.PyDLL(None).sleep(seconds)
+    stamp(path=path, value="done")

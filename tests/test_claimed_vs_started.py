@@ -47,6 +47,29 @@ def test_short_jobs_do_not_wait_behind_a_long_job_in_one_childs_batch(chancy: Ch
     assert finished.started_at is not None and running.started_at == finished.started_at
 
 
+def test_a_job_that_holds_the_gil_does_not_hold_its_batch(chancy: Chancy, tmp_path: Path) -> None:
+    """The batch watcher is a thread, which cannot run while a job holds the GIL in one C call: a job of a
+    function the child has not run yet gives the rest of its batch back before it starts."""
+    chancy.sync_declare(Queue("mixed", concurrency=2, polling_interval=60))
+    path = str(tmp_path / "long")
+
+    async def body(worker: Worker) -> tuple[list[QueuedJob], QueuedJob | None]:
+        await warm_up(chancy, "mixed")
+        long = Job(func="tests.jobs_procs.hold_the_gil", queue="mixed", kwargs={"seconds": 3, "path": path})
+        refs: list = []
+        async for batch in chancy.push_many([long, *[Job(func="tests.jobs.noop", queue="mixed")] * 20]):
+            refs.extend(batch)
+        done = await chancy.wait_for_jobs(refs[1:], timeout=10)
+        still = await chancy.get_job(refs[0])
+        await chancy.wait_for_job(refs[0], timeout=15)
+        return done, still
+
+    done, still = run_worker(chancy, body)
+    assert all(job.state is SUCCEEDED for job in done)
+    assert lines(path)[0][2] == "started"
+    assert still is not None and still.state is RUNNING and still.started_at is not None  # the shorts did not wait
+
+
 def test_a_limit_applies_only_to_the_job_that_has_it(db_path: str, tmp_path: Path) -> None:
     """A long job without a limit, claimed in one batch ahead of jobs with ``Limit(TIME, 1)``: the supervisor's
     TIME-limit backstop, stepped with a clock an hour ahead, must find nothing to kill (before: it counted the

@@ -53,3 +53,8 @@ def test_error_summary_is_one_bounded_line() -> None:
     assert error_summary(ValueError("a\nb")) == "ValueError: a b"
     assert error_summary("Traceback...\n  File x\nKeyError: 'k'\n") == "KeyError: 'k'"
     assert len(error_summary(ValueError("x" * 2000))) == 500
+
+
+def test_error_summary_escapes_what_a_terminal_would_act_on() -> None:
+    summary = error_summary(ValueError("a\x00b\u202ec\x1b[31md\x07 \udcff é ✓"))
+    assert summary == "ValueError: a\\x00b\\u202ec\\x1b[31md\\x07 \\udcff é ✓"

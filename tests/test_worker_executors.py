@@ -141,7 +141,7 @@ def test_async_executor_time_limit(chancy: Chancy) -> None:
 
     job = run_worker(chancy, body)
     assert job is not None and job.state is FAILED
-    assert "TimeoutError" in errors_text(job)
+    assert "TimeoutError: the job exceeded its time limit of 0.5 s" in errors_text(job)
     assert (job.completed_at - job.started_at).total_seconds() < 3
 
 

@@ -149,7 +149,7 @@ class AsyncExecutor(Executor):
         # guarded(): a SystemExit or KeyboardInterrupt the job raises is its failure, not the worker's
         coroutine: Any = execution.guarded(func(**kwargs))
         if limit:
-            coroutine = asyncio.wait_for(coroutine, limit)
+            coroutine = execution.limited(coroutine, limit)
         task = asyncio.ensure_future(coroutine)
         self.running[job.id] = task
         try:
