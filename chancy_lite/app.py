@@ -248,7 +248,13 @@ class Chancy:
     # ---------------------------------------------------------- migrations
 
     def sync_migrate(self, *, to_version: int | None = None) -> list[str]:
-        """Create or upgrade the schema (core and plugins); ``to_version=0`` drops every table."""
+        """Create or upgrade the schema of the core and of every plugin, or step it down.
+
+        ``to_version``: None for the newest; ``0`` drops every chancy_lite table (your own tables stay). Returns the
+        names of the steps run (``["chancy v1"]``; empty when up to date). Each run is one ``BEGIN IMMEDIATE``
+        transaction, so concurrent migrators take turns. Raises ``SchemaTooNewError`` for a file migrated by newer
+        code, ``ValueError`` for a bad ``to_version``.
+        """
         if to_version is not None and (not isinstance(to_version, int) or to_version < 0):
             raise ValueError(f"to_version must be an integer >= 0, got {to_version!r}")
         conn = self._conn()
@@ -256,24 +262,53 @@ class Chancy:
             return self.store.migrate(conn, to_version)
 
     async def migrate(self, *, to_version: int | None = None) -> list[str]:
+        """Create or upgrade the schema of the core and of every plugin, or step it down.
+
+        ``to_version``: None for the newest; ``0`` drops every chancy_lite table (your own tables stay). Returns the
+        names of the steps run (``["chancy v1"]``; empty when up to date). Each run is one ``BEGIN IMMEDIATE``
+        transaction, so concurrent migrators take turns. Raises ``SchemaTooNewError`` for a file migrated by newer
+        code, ``ValueError`` for a bad ``to_version``.
+        """
         return await self._run(self.sync_migrate, to_version=to_version)
 
     def sync_is_up_to_date(self) -> bool:
+        """True when no migration is pending for the core or any plugin. Raises ``SchemaTooNewError`` for a
+        file migrated by newer code.
+        """
         return self._call(self.store.is_up_to_date)
 
     async def is_up_to_date(self) -> bool:
+        """True when no migration is pending for the core or any plugin. Raises ``SchemaTooNewError`` for a
+        file migrated by newer code.
+        """
         return await self._run(self.sync_is_up_to_date)
 
     # -------------------------------------------------------------- queues
 
     def sync_declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
-        """Store a queue. Without ``upsert`` an existing queue is returned unchanged."""
+        """Store a queue and return it as stored (``Queue``).
+
+        An existing queue is returned unchanged unless ``upsert=True``, which overwrites its configuration; running
+        workers pick the change up at once (a reconfigured queue drains, then restarts). The executor is imported
+        now: ``InvalidExecutorError`` (a ``ValueError``) if it does not load or is not an ``Executor`` subclass;
+        ``TypeError`` if ``queue`` is not a ``Queue``.
+        """
         return self._call(self.sync_declare_ex, queue, upsert=upsert)
 
     async def declare(self, queue: Queue, *, upsert: bool = False) -> Queue:
+        """Store a queue and return it as stored (``Queue``).
+
+        An existing queue is returned unchanged unless ``upsert=True``, which overwrites its configuration; running
+        workers pick the change up at once (a reconfigured queue drains, then restarts). The executor is imported
+        now: ``InvalidExecutorError`` (a ``ValueError``) if it does not load or is not an ``Executor`` subclass;
+        ``TypeError`` if ``queue`` is not a ``Queue``.
+        """
         return await self._run(self.sync_declare, queue, upsert=upsert)
 
     def sync_declare_ex(self, conn: db.Connection, queue: Queue, *, upsert: bool = False) -> Queue:
+        """``declare`` inside the caller's open transaction on ``conn`` (an apsw connection from
+        ``Chancy.connection()``): the queue commits or rolls back with the caller's rows.
+        """
         if not isinstance(queue, Queue):
             raise TypeError(f"declare() takes a Queue, got {queue!r}")
         load_executor(queue.executor, queue.name)  # now, not later in a worker
@@ -281,25 +316,36 @@ class Chancy:
             return self.store.declare_queue(conn, queue, upsert=upsert, now=self.now())
 
     async def declare_ex(self, conn: db.Connection, queue: Queue, *, upsert: bool = False) -> Queue:
+        """``declare`` inside the caller's open transaction on ``conn`` (an apsw connection from
+        ``Chancy.connection()``): the queue commits or rolls back with the caller's rows.
+        """
         return await self._run(self.sync_declare_ex, conn, queue, upsert=upsert)
 
     def sync_get_queue(self, name: str) -> Queue:
+        """The stored queue named ``name`` (``Queue``); ``KeyError`` if there is none."""
         queue = self._call(self.store.get_queue, name)
         if queue is None:
             raise KeyError(f"no queue named {name!r}")
         return queue
 
     async def get_queue(self, name: str) -> Queue:
+        """The stored queue named ``name`` (``Queue``); ``KeyError`` if there is none."""
         return await self._run(self.sync_get_queue, name)
 
     def sync_get_all_queues(self) -> list[Queue]:
+        """Every stored queue (``list[Queue]``), by name."""
         return self._call(self.store.get_all_queues)
 
     async def get_all_queues(self) -> list[Queue]:
+        """Every stored queue (``list[Queue]``), by name."""
         return await self._run(self.sync_get_all_queues)
 
     def sync_pause_queue(self, name: str, *, resume_at: dt.datetime | dt.timedelta | None = None) -> None:
-        """Stop claiming from a queue (running jobs go on), until ``resume_at`` if given."""
+        """Stop claiming from a queue (running jobs go on), until ``resume_at`` if given.
+
+        ``resume_at``: a datetime (naive = local time, see README "Times") or a ``timedelta`` from now; a worker
+        resumes the queue at that moment. ``KeyError`` if there is no such queue; ``TypeError`` for another type.
+        """
         if isinstance(resume_at, dt.timedelta):
             resume_micros: int | None = self.now() + int(resume_at.total_seconds() * 1_000_000)
         elif isinstance(resume_at, dt.datetime):
@@ -312,51 +358,89 @@ class Chancy:
             raise KeyError(f"no queue named {name!r}")
 
     async def pause_queue(self, name: str, *, resume_at: dt.datetime | dt.timedelta | None = None) -> None:
+        """Stop claiming from a queue (running jobs go on), until ``resume_at`` if given.
+
+        ``resume_at``: a datetime (naive = local time, see README "Times") or a ``timedelta`` from now; a worker
+        resumes the queue at that moment. ``KeyError`` if there is no such queue; ``TypeError`` for another type.
+        """
         await self._run(self.sync_pause_queue, name, resume_at=resume_at)
 
     def sync_resume_queue(self, name: str) -> None:
+        """Resume a paused queue now. ``KeyError`` if there is no such queue."""
         if not self._call(self.store.resume_queue, name, now=self.now()):
             raise KeyError(f"no queue named {name!r}")
 
     async def resume_queue(self, name: str) -> None:
+        """Resume a paused queue now. ``KeyError`` if there is no such queue."""
         await self._run(self.sync_resume_queue, name)
 
     def sync_delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
+        """Remove a queue and, unless ``purge_jobs=False``, every job it holds. Running jobs are not
+        interrupted; their results are dropped. ``KeyError`` if there is no such queue.
+        """
         if not self._call(self.store.delete_queue, name, purge_jobs=purge_jobs):
             raise KeyError(f"no queue named {name!r}")
 
     async def delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
+        """Remove a queue and, unless ``purge_jobs=False``, every job it holds. Running jobs are not
+        interrupted; their results are dropped. ``KeyError`` if there is no such queue.
+        """
         await self._run(self.sync_delete_queue, name, purge_jobs=purge_jobs)
 
     # ---------------------------------------------------------------- push
 
     def sync_push(self, job: Job | Callable[..., Any]) -> Reference:
-        """Insert one job; a duplicate active ``unique_key`` returns the existing job's Reference."""
+        """Insert one job (a ``Job`` or a function decorated with ``@job``) and return its ``Reference``.
+
+        A job whose ``unique_key`` is held by a pending, running or retrying job inserts nothing and returns that
+        job's Reference. Idle workers are woken within milliseconds. Raises ``InvalidJobError`` for something that is
+        not a job, ``NotSerializableError`` for kwargs or meta that are not JSON.
+        """
         return self._call(self.sync_push_ex, job)
 
     async def push(self, job: Job | Callable[..., Any]) -> Reference:
+        """Insert one job (a ``Job`` or a function decorated with ``@job``) and return its ``Reference``.
+
+        A job whose ``unique_key`` is held by a pending, running or retrying job inserts nothing and returns that
+        job's Reference. Idle workers are woken within milliseconds. Raises ``InvalidJobError`` for something that is
+        not a job, ``NotSerializableError`` for kwargs or meta that are not JSON.
+        """
         return await self._run(self.sync_push, job)
 
     def sync_push_ex(self, conn: db.Connection, job: Job | Callable[..., Any]) -> Reference:
-        """Push inside the caller's transaction on ``conn``: it commits or rolls back with the caller's rows."""
+        """``push`` inside the caller's transaction on ``conn``: the job commits or rolls back with the
+        caller's own rows (transactional enqueue); workers are woken after the commit.
+        """
         return self.sync_push_many_ex(conn, [job])[0]
 
     async def push_ex(self, conn: db.Connection, job: Job | Callable[..., Any]) -> Reference:
+        """``push`` inside the caller's transaction on ``conn``: the job commits or rolls back with the
+        caller's own rows (transactional enqueue); workers are woken after the commit.
+        """
         return await self._run(self.sync_push_ex, conn, job)
 
     def sync_push_many_ex(self, conn: db.Connection, jobs: Iterable[Job | Callable[..., Any]]) -> list[Reference]:
+        """Insert several jobs inside the caller's transaction on ``conn``; their References in order (a
+        duplicate ``unique_key`` gives the existing job's). Errors as ``push``.
+        """
         checked = [as_job(j) for j in jobs]
         with self._errors(conn):
             ids = self.store.insert_jobs(conn, checked, self.now(), chancy_uuids)
         return [Reference(i) for i in ids]
 
     async def push_many_ex(self, conn: db.Connection, jobs: Iterable[Job | Callable[..., Any]]) -> list[Reference]:
+        """Insert several jobs inside the caller's transaction on ``conn``; their References in order (a
+        duplicate ``unique_key`` gives the existing job's). Errors as ``push``.
+        """
         return await self._run(self.sync_push_many_ex, conn, list(jobs))
 
     def sync_push_many(
         self, jobs: Iterable[Job | Callable[..., Any]], *, batch_size: int = 1000
     ) -> Iterator[list[Reference]]:
-        """Insert jobs in batches, one transaction each; yields each batch's References."""
+        """Insert jobs in batches of ``batch_size`` (>= 1), one transaction each, yielding each batch's
+        References (``list[Reference]``) in order. Nothing is inserted until you iterate. Errors as ``push``;
+        ``ValueError`` for a bad ``batch_size``.
+        """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         batch: list[Job] = []
@@ -371,6 +455,10 @@ class Chancy:
     async def push_many(
         self, jobs: Iterable[Job | Callable[..., Any]], *, batch_size: int = 1000
     ) -> AsyncIterator[list[Reference]]:
+        """Insert jobs in batches of ``batch_size`` (>= 1), one transaction each, yielding each batch's
+        References (``list[Reference]``) in order. Nothing is inserted until you iterate. Errors as ``push``;
+        ``ValueError`` for a bad ``batch_size``.
+        """
         batches = self.sync_push_many(jobs, batch_size=batch_size)
         sentinel: Any = object()
         while True:
@@ -382,23 +470,32 @@ class Chancy:
     # ---------------------------------------------------------------- jobs
 
     def sync_get_job(self, ref: RefLike) -> QueuedJob | None:
+        """The job as stored now (``QueuedJob``), or None if there is none. ``ref``: a Reference, an id
+        (str or UUID) or a QueuedJob.
+        """
         return self._call(self.store.get_job, ref_id(ref))
 
     async def get_job(self, ref: RefLike) -> QueuedJob | None:
+        """The job as stored now (``QueuedJob``), or None if there is none. ``ref``: a Reference, an id
+        (str or UUID) or a QueuedJob.
+        """
         return await self._run(self.sync_get_job, ref)
 
     def sync_get_jobs(self, refs: Iterable[RefLike]) -> list[QueuedJob]:
-        """The jobs that exist, in the order asked; missing ones are skipped."""
+        """The jobs that exist (``list[QueuedJob]``), in the order asked; missing ones are skipped."""
         return self._call(self.store.get_jobs, [ref_id(r) for r in refs])
 
     async def get_jobs(self, refs: Iterable[RefLike]) -> list[QueuedJob]:
+        """The jobs that exist (``list[QueuedJob]``), in the order asked; missing ones are skipped."""
         return await self._run(self.sync_get_jobs, list(refs))
 
     def sync_list_jobs(
         self, *, state: QueuedJob.State | str | None = None, queue: str | None = None, func: str | None = None,
         limit: int = 100,
     ) -> list[QueuedJob]:
-        """Jobs newest first, optionally filtered."""
+        """Up to ``limit`` jobs, newest first (``list[QueuedJob]``), filtered by ``state``, ``queue`` and
+        ``func`` (import path) when given. ``ValueError`` for an unknown state, ``TypeError`` for a non-integer limit.
+        """
         state_value = QueuedJob.State(state).value if state is not None else None
         if not isinstance(limit, int):
             raise TypeError(f"limit must be an integer, got {limit!r}")
@@ -409,6 +506,9 @@ class Chancy:
         self, *, state: QueuedJob.State | str | None = None, queue: str | None = None, func: str | None = None,
         limit: int = 100,
     ) -> list[QueuedJob]:
+        """Up to ``limit`` jobs, newest first (``list[QueuedJob]``), filtered by ``state``, ``queue`` and
+        ``func`` (import path) when given. ``ValueError`` for an unknown state, ``TypeError`` for a non-integer limit.
+        """
         return await self._run(self.sync_list_jobs, state=state, queue=queue, func=func, limit=limit)
 
     def sync_count_jobs(self) -> dict[str, dict[str, int]]:
@@ -419,35 +519,58 @@ class Chancy:
         return counts
 
     async def count_jobs(self) -> dict[str, dict[str, int]]:
+        """How many jobs each queue has in each state: ``{queue: {state: count}}``."""
         return await self._run(self.sync_count_jobs)
 
     def sync_cancel_job(self, ref: RefLike) -> None:
-        """Cancel a job: a waiting one fails at once; a running one is interrupted and fails, without retry."""
+        """Cancel a job: a pending or retrying one fails at once and is never claimed; a running one is
+        interrupted (``asyncio.CancelledError`` inside it) and fails, without retry. A finished or missing job is left
+        as it is.
+        """
         self._call(self.store.cancel_job, ref_id(ref), now=self.now())
 
     async def cancel_job(self, ref: RefLike) -> None:
+        """Cancel a job: a pending or retrying one fails at once and is never claimed; a running one is
+        interrupted (``asyncio.CancelledError`` inside it) and fails, without retry. A finished or missing job is left
+        as it is.
+        """
         await self._run(self.sync_cancel_job, ref)
 
     def sync_retry_jobs(self, refs: Iterable[RefLike]) -> list[Reference]:
-        """Put failed jobs back to pending, due now; returns the ones that were retried."""
+        """Put failed jobs back to pending, due now, allowing one more attempt if none is left; returns
+        the References of the jobs that were failed and are now pending.
+        """
         now = self.now()
         return [Reference(i) for i in map(ref_id, refs) if self._call(self.store.retry_job, i, now=now)]
 
     async def retry_jobs(self, refs: Iterable[RefLike]) -> list[Reference]:
+        """Put failed jobs back to pending, due now, allowing one more attempt if none is left; returns
+        the References of the jobs that were failed and are now pending.
+        """
         return await self._run(self.sync_retry_jobs, list(refs))
 
     def sync_purge_jobs(self, refs: Iterable[RefLike]) -> int:
-        """Delete jobs, whatever their state; returns how many existed."""
+        """Delete jobs whatever their state (a running one's result is then dropped); returns how many
+        existed.
+        """
         return sum(self._call(self.store.purge_job, ref_id(r)) for r in refs)
 
     async def purge_jobs(self, refs: Iterable[RefLike]) -> int:
+        """Delete jobs whatever their state (a running one's result is then dropped); returns how many
+        existed.
+        """
         return await self._run(self.sync_purge_jobs, list(refs))
 
     def sync_get_all_workers(self) -> list[dict[str, Any]]:
-        """Workers whose heartbeat is current, with their tags, queues, last heartbeat and leadership."""
+        """Workers whose heartbeat is current: dicts with ``worker_id``, ``hostname``, ``pid``, ``tags``
+        (set), ``queues`` (list), ``last_seen`` and ``expires_at`` (UTC datetimes) and ``is_leader``.
+        """
         return self._call(self.store.get_all_workers, now=self.now())
 
     async def get_all_workers(self) -> list[dict[str, Any]]:
+        """Workers whose heartbeat is current: dicts with ``worker_id``, ``hostname``, ``pid``, ``tags``
+        (set), ``queues`` (list), ``last_seen`` and ``expires_at`` (UTC datetimes) and ``is_leader``.
+        """
         return await self._run(self.sync_get_all_workers)
 
     # ------------------------------------------------------------- waiting
@@ -470,7 +593,10 @@ class Chancy:
         self, refs: Iterable[RefLike], *, interval: float = 1, timeout: float | None = None,
         states: Iterable[QueuedJob.State | str] | None = None,
     ) -> list[QueuedJob]:
-        """Block until every job is in one of ``states`` (default: finished) or gone; TimeoutError after ``timeout``."""
+        """Return the jobs (``list[QueuedJob]``) once every one is in ``states`` (default: succeeded or
+        failed) or gone; a job that vanished counts as done. Woken by each completion, not only every ``interval``
+        seconds. ``TimeoutError`` after ``timeout`` seconds (None: wait forever).
+        """
         ids = [ref_id(r) for r in refs]
         wanted = _state_values(states)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -495,7 +621,10 @@ class Chancy:
         self, ref: RefLike, *, interval: float = 1, timeout: float | None = None,
         states: Iterable[QueuedJob.State | str] | None = None,
     ) -> QueuedJob | None:
-        """The job once its state is in ``states`` (default: finished), or None if it vanished."""
+        """Return the job once its state is in ``states`` (default: succeeded or failed), or None if it
+        vanished. Woken by its completion, not only every ``interval`` seconds. ``TimeoutError`` after ``timeout``
+        seconds (None: wait forever).
+        """
         jobs = self.sync_wait_for_jobs([ref], interval=interval, timeout=timeout, states=states)
         return jobs[0] if jobs else None
 
@@ -503,6 +632,10 @@ class Chancy:
         self, refs: Iterable[RefLike], *, interval: float = 1, timeout: float | None = None,
         states: Iterable[QueuedJob.State | str] | None = None,
     ) -> list[QueuedJob]:
+        """Return the jobs (``list[QueuedJob]``) once every one is in ``states`` (default: succeeded or
+        failed) or gone; a job that vanished counts as done. Woken by each completion, not only every ``interval``
+        seconds. ``TimeoutError`` after ``timeout`` seconds (None: wait forever).
+        """
         ids = [ref_id(r) for r in refs]
         wanted = _state_values(states)
         loop = asyncio.get_running_loop()
@@ -529,6 +662,10 @@ class Chancy:
         self, ref: RefLike, *, interval: float = 1, timeout: float | None = None,
         states: Iterable[QueuedJob.State | str] | None = None,
     ) -> QueuedJob | None:
+        """Return the job once its state is in ``states`` (default: succeeded or failed), or None if it
+        vanished. Woken by its completion, not only every ``interval`` seconds. ``TimeoutError`` after ``timeout``
+        seconds (None: wait forever).
+        """
         jobs = await self.wait_for_jobs([ref], interval=interval, timeout=timeout, states=states)
         return jobs[0] if jobs else None
 

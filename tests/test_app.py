@@ -595,3 +595,13 @@ def test_async_methods_do_not_block_the_event_loop_on_a_locked_file(chancy: Chan
     ticks, ref = asyncio.run(scenario())
     assert ticks == 20
     assert chancy.sync_get_job(ref) is not None
+
+
+def test_every_public_method_is_documented_and_twins_share_their_docstring() -> None:
+    for name, method in inspect.getmembers(Chancy, inspect.iscoroutinefunction):
+        if name.startswith("_"):
+            continue
+        assert method.__doc__, f"Chancy.{name} has no docstring"
+        twin = getattr(Chancy, f"sync_{name}", None)
+        if twin is not None:
+            assert twin.__doc__ == method.__doc__, f"Chancy.{name} and sync_{name} say different things"
