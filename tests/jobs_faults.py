@@ -1,4 +1,5 @@
-"""Job functions for tests/test_faults.py and tests/test_fuzz.py (importable by spawned children)."""
+"""Job functions for tests/acceptance/test_faults.py and tests/acceptance/test_fuzz.py (importable by spawned
+children)."""
 
 from __future__ import annotations
 

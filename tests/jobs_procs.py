@@ -1,5 +1,5 @@
-"""Job functions that start processes, exit or interrupt, for tests/test_job_processes.py and
-tests/test_claimed_vs_started.py (importable by spawned children)."""
+"""Job functions that start processes, exit or interrupt, for tests/acceptance/test_job_processes.py and
+tests/acceptance/test_claimed_vs_started.py (importable by spawned children)."""
 
 from __future__ import annotations
 

@@ -26,8 +26,8 @@ from chancy_lite.errors import (
     NotSerializableError,
 )
 
-FUNC = "tests.test_bad_input.work"
-REPO = Path(__file__).resolve().parent.parent
+FUNC = "tests.store.test_bad_input.work"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def work(**kwargs: Any) -> None:
@@ -94,7 +94,7 @@ def test_lambda_and_nested_messages_say_what_to_do() -> None:
 
 
 def test_push_of_something_that_is_not_a_job(empty: Chancy) -> None:
-    for bad in ("tests.test_bad_input.work", None, {"func": FUNC}, Opaque()):
+    for bad in ("tests.store.test_bad_input.work", None, {"func": FUNC}, Opaque()):
         with pytest.raises(InvalidJobError, match="Job"):
             empty.sync_push(bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidJobError):
@@ -228,7 +228,7 @@ def test_declare_of_a_bad_queue_writes_nothing(empty: Chancy) -> None:
         ("tests.custom_executor.Missing", "cannot be imported.*has no attribute 'Missing'"),
         ("tests.custom_executor.NOT_AN_EXECUTOR", "not an Executor class"),
         ("os.path.join", "not an Executor class"),
-        ("tests.test_bad_input.Opaque", "not an Executor class"),
+        ("tests.store.test_bad_input.Opaque", "not an Executor class"),
     ],
 )
 def test_an_executor_that_cannot_be_loaded_is_refused_at_declare(empty: Chancy, executor: str, match: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from chancy_lite import QueuedJob
 
-SCRIPTS = str(Path(__file__).resolve().parent.parent / "scripts")
+SCRIPTS = str(Path(__file__).resolve().parents[2] / "scripts")
 if SCRIPTS not in sys.path:
     sys.path.insert(0, SCRIPTS)
 

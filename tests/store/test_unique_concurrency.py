@@ -16,7 +16,7 @@ from chancy_lite import Chancy, Job, QueuedJob
 PROCESSES = 4
 PUSHES_PER_PROCESS = 2000
 KEYS = 100
-FUNC = "tests.test_unique_concurrency.noop"
+FUNC = "tests.store.test_unique_concurrency.noop"
 
 
 def noop() -> None:

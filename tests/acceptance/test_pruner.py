@@ -142,7 +142,7 @@ def test_the_documented_rule_works() -> None:
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     [expression] = re.findall(r"plugins=\[(Pruner\(.*\))\]\)", readme)
     pruner = eval(expression, {"Pruner": Pruner})
     assert pruner.rule == ("or", ("cmp", "age", ">", 3600), ("cmp", "queue", "==", "bulk"))

@@ -23,7 +23,7 @@ from chancy_lite.db import connect
 from chancy_lite.errors import DatabaseBusyError
 
 PACKAGE = Path(chancy_lite.__file__).parent
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]
 SQL_MODULES = {"sql.py", "store.py"}
 
 

@@ -21,11 +21,11 @@ import pytest
 from chancy_lite import Chancy, Job, Queue, QueuedJob
 from chancy_lite.cli import DB_ENV, format_table, main
 from chancy_lite.utils import utcnow
+from tests.acceptance.test_readme import code_blocks
 from tests.conftest import wait_until
-from tests.test_readme import code_blocks
 
 FUNC = "myproject.jobs.send_email"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 from chancy_lite import Chancy, Job, QueuedJob, Worker
 from tests.conftest import wait_until
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_allowed_modules_refuses_other_job_functions_with_a_clear_error(chancy: Chancy) -> None:

@@ -34,7 +34,7 @@ def plain_decorated() -> str:
 def full_job(**overrides: Any) -> Job:
     """A job with every field away from its default."""
     fields: dict[str, Any] = {
-        "func": "tests.test_job_model.double",
+        "func": "tests.unit.test_job_model.double",
         "queue": "crunch",
         "kwargs": {"x": 21, "nested": {"list": [1, "two", None, 3.5], "flag": True}},
         "limits": [Limit(Limit.Type.TIME, 30), Limit(Limit.Type.MEMORY, 256 * 1024 * 1024)],
@@ -53,7 +53,7 @@ def full_job(**overrides: Any) -> Job:
 
 def test_job_defaults() -> None:
     before = dt.datetime.now(UTC)
-    j = Job(func="tests.test_job_model.double")
+    j = Job(func="tests.unit.test_job_model.double")
     after = dt.datetime.now(UTC)
     assert (j.queue, j.kwargs, j.limits, j.priority, j.max_attempts, j.unique_key, j.meta) == (
         "default", {}, [], 0, 1, None, {},
@@ -67,15 +67,15 @@ def test_job_is_frozen_and_keyword_only() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         j.priority = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
-        Job("tests.test_job_model.double")  # type: ignore[misc]
+        Job("tests.unit.test_job_model.double")  # type: ignore[misc]
 
 
 def test_from_func_uses_the_import_path() -> None:
     j = Job.from_func(double, kwargs={"x": 1}, priority=2)
-    assert j.func == "tests.test_job_model.double"
+    assert j.func == "tests.unit.test_job_model.double"
     assert j.kwargs == {"x": 1}
     assert j.priority == 2
-    assert Job(func=double).func == "tests.test_job_model.double"  # type: ignore[arg-type]
+    assert Job(func=double).func == "tests.unit.test_job_model.double"  # type: ignore[arg-type]
 
 
 
@@ -91,9 +91,9 @@ def test_pack_unpack_round_trip() -> None:
 
 
 def test_pack_unpack_round_trip_of_defaults_and_extremes() -> None:
-    j = Job(func="tests.test_job_model.double", scheduled_at=MIN_UTC)
+    j = Job(func="tests.unit.test_job_model.double", scheduled_at=MIN_UTC)
     assert Job.unpack(j.pack()) == j
-    minimal = Job.unpack({"f": "tests.test_job_model.double", "s": None})
+    minimal = Job.unpack({"f": "tests.unit.test_job_model.double", "s": None})
     assert (minimal.queue, minimal.max_attempts, minimal.kwargs) == ("default", 1, {})
 
 
@@ -158,12 +158,12 @@ def test_job_decorator_keeps_the_function_callable() -> None:
     assert plain_decorated() == "plain"
     attached = nightly_report.job  # type: ignore[attr-defined]
     assert isinstance(attached, Job)
-    assert attached.func == "tests.test_job_model.nightly_report"
+    assert attached.func == "tests.unit.test_job_model.nightly_report"
     assert (attached.queue, attached.priority, attached.max_attempts, attached.unique_key, attached.meta) == (
         "reports", 7, 3, "nightly", {"owner": "ops"},
     )
     assert plain_decorated.job == Job(  # type: ignore[attr-defined]
-        func="tests.test_job_model.plain_decorated", scheduled_at=plain_decorated.job.scheduled_at  # type: ignore[attr-defined]
+        func="tests.unit.test_job_model.plain_decorated", scheduled_at=plain_decorated.job.scheduled_at  # type: ignore[attr-defined]
     )
 
 
@@ -172,13 +172,13 @@ def test_decorated_function_is_accepted_wherever_a_job_is(chancy: Chancy) -> Non
     stored = chancy.sync_get_job(ref)
     assert stored is not None
     assert (stored.func, stored.queue, stored.priority, stored.max_attempts, stored.unique_key, stored.meta) == (
-        "tests.test_job_model.nightly_report", "reports", 7, 3, "nightly", {"owner": "ops"},
+        "tests.unit.test_job_model.nightly_report", "reports", 7, 3, "nightly", {"owner": "ops"},
     )
     with chancy.transaction() as conn:
         assert chancy.sync_push_ex(conn, plain_decorated) != ref
         assert len(chancy.sync_push_many_ex(conn, [plain_decorated, plain_decorated])) == 2
     assert [len(b) for b in chancy.sync_push_many([plain_decorated, nightly_report])] == [2]
-    assert len(chancy.sync_list_jobs(func="tests.test_job_model.plain_decorated")) == 4
+    assert len(chancy.sync_list_jobs(func="tests.unit.test_job_model.plain_decorated")) == 4
 
 
 # ------------------------------------------------------------- Reference
@@ -285,9 +285,9 @@ def test_created_at_is_the_push_time(chancy: Chancy) -> None:
 
 
 def test_ids_are_uuid7_in_push_order(chancy: Chancy) -> None:
-    jobs = [Job(func="tests.test_job_model.double", kwargs={"x": i}) for i in range(2000)]
+    jobs = [Job(func="tests.unit.test_job_model.double", kwargs={"x": i}) for i in range(2000)]
     refs = [ref for batch in chancy.sync_push_many(jobs, batch_size=500) for ref in batch]
-    refs += [chancy.sync_push(Job(func="tests.test_job_model.double", kwargs={"x": i})) for i in range(2000, 2100)]
+    refs += [chancy.sync_push(Job(func="tests.unit.test_job_model.double", kwargs={"x": i})) for i in range(2000, 2100)]
     ids = [r.identifier for r in refs]
     assert len(set(ids)) == 2100
     assert ids == sorted(ids)

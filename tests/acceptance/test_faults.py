@@ -6,8 +6,9 @@ Every fault must give a clear ``chancy_lite.errors`` error (never an apsw traceb
 committed job, and leave a running worker running and able to finish its jobs once the fault is gone. The mount
 tests need root (they skip, saying so, without it).
 
-A schema newer than the code is covered by tests/test_migrations.py (test_a_file_migrated_by_newer_code_is_refused)
-and tests/test_cli.py (test_a_schema_newer_than_the_code); here only a worker starting on such a file is added.
+A schema newer than the code is covered by tests/store/test_migrations.py
+(test_a_file_migrated_by_newer_code_is_refused) and tests/acceptance/test_cli.py (test_a_schema_newer_than_the_code);
+here only a worker starting on such a file is added.
 """
 
 from __future__ import annotations
@@ -475,7 +476,7 @@ def _garbage_pages(path: Path) -> None:
 def test_a_corrupt_file_gives_not_a_database_error_and_keeps_its_bytes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any
 ) -> None:
-    """At open or at first use, through the API, a worker and the CLI (tests/test_bad_input.py covers more
+    """At open or at first use, through the API, a worker and the CLI (tests/store/test_bad_input.py covers more
     kinds of non-database files at migrate)."""
     path = tmp_path / "jobs.db"
     make(path)

@@ -19,7 +19,7 @@ from chancy_lite.utils import UTC, chancy_uuid
 from chancy_lite.wake import QUEUES_CHANGED, WORKER, Channel, Listener
 from tests.conftest import wait_until
 
-FUNC = "tests.test_app.work"
+FUNC = "tests.store.test_app.work"
 PENDING, SUCCEEDED, FAILED = QueuedJob.State.PENDING, QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED
 
 
@@ -251,7 +251,7 @@ def test_push_and_get_job(api: Api) -> None:
 
 def test_push_accepts_a_decorated_function(api: Api) -> None:
     stored = api.get_job(api.push(decorated_work))
-    assert (stored.func, stored.queue) == ("tests.test_app.decorated_work", "decorated")
+    assert (stored.func, stored.queue) == ("tests.store.test_app.decorated_work", "decorated")
 
 
 def test_push_with_a_unique_key_returns_the_existing_job(api: Api, db_path: str) -> None:
