@@ -24,7 +24,7 @@ import apsw
 from chancy_lite import db, wake
 from chancy_lite.errors import ChancyError, ConfigurationError, MigrationsNeededError
 from chancy_lite.job import FINISHED_STATES, Job, QueuedJob, Reference, as_job, ref_id
-from chancy_lite.queue import Executor, Queue, load_executor
+from chancy_lite.queue import ExecutorPath, Queue, load_executor
 from chancy_lite.store import Store
 from chancy_lite.utils import Clock, chancy_uuids, micros_now, to_micros
 
@@ -39,7 +39,7 @@ class Chancy:
     use; ``with``/``async with`` closes every connection it opened on exit.
     """
 
-    Executor = Executor
+    Executor = ExecutorPath  # Chancy.Executor.Process etc.: import paths of the built-in executors
 
     def __init__(
         self,

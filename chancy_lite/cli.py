@@ -39,7 +39,7 @@ from chancy_lite.app import Chancy
 from chancy_lite.db import MEMORY
 from chancy_lite.errors import ChancyError, JobNotFoundError, MigrationsNeededError
 from chancy_lite.job import Job, Limit, QueuedJob
-from chancy_lite.queue import MAX_SECONDS, Executor, Queue
+from chancy_lite.queue import MAX_SECONDS, ExecutorPath, Queue
 from chancy_lite.utils import UTC, aware, import_string, utcnow
 
 PROG = "chancy-lite"
@@ -47,7 +47,8 @@ DB_ENV = "CHANCY_LITE_DB"
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug, not the user's mistake
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
-EXECUTORS = {"process": Executor.Process.value, "threaded": Executor.Threaded.value, "async": Executor.Async.value}
+EXECUTORS = {"process": ExecutorPath.Process.value, "threaded": ExecutorPath.Threaded.value,
+             "async": ExecutorPath.Async.value}
 STATES = [state.value for state in QueuedJob.State]
 
 Handler = Callable[[Chancy, argparse.Namespace], int]

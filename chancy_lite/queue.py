@@ -14,8 +14,9 @@ from chancy_lite.job import check_queue_name
 from chancy_lite.utils import aware, dump_json, import_string
 
 
-class Executor(enum.StrEnum):
-    """Import paths of the built-in executors (also ``Chancy.Executor``)."""
+class ExecutorPath(enum.StrEnum):
+    """Import paths of the built-in executors, as ``Chancy.Executor`` (Chancy's name). Not to be confused with
+    ``chancy_lite.executors.base.Executor``, the class every executor derives from."""
 
     Process = "chancy_lite.executors.process.ProcessExecutor"
     Threaded = "chancy_lite.executors.thread.ThreadedExecutor"
@@ -75,7 +76,7 @@ class Queue:
     concurrency: int | None = dataclasses.field(default=None, kw_only=True)
     tags: set[str] = dataclasses.field(default_factory=lambda: {".*"}, kw_only=True)
     state: Queue.State = dataclasses.field(default=State.ACTIVE, kw_only=True)
-    executor: str = dataclasses.field(default=Executor.Process.value, kw_only=True)
+    executor: str = dataclasses.field(default=ExecutorPath.Process.value, kw_only=True)
     executor_options: dict[str, Any] = dataclasses.field(default_factory=dict, kw_only=True)
     polling_interval: float = dataclasses.field(default=5, kw_only=True)
     rate_limit: int | None = dataclasses.field(default=None, kw_only=True)

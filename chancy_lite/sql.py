@@ -232,7 +232,7 @@ WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = 
 """
 
 # The running jobs one process holds.
-GET_HELD_JOBS = (
+HELD_JOBS = (
     "SELECT "
     + _JOB_COLUMNS
     + """ FROM {p}jobs INDEXED BY {p}jobs_running
@@ -241,7 +241,7 @@ WHERE state = 'running' AND taken_by = :worker_id AND holder_pid = :pid
 )
 # Started jobs of one worker that have limits (for the supervisor's backstop on TIME limits); a job claimed in
 # a batch but not started yet has no started_at and is never counted.
-GET_LIMITED_RUNNING_JOBS = """
+TIME_LIMITED_JOBS = """
 SELECT id, holder_pid, started_at, limits FROM {p}jobs INDEXED BY {p}jobs_running
 WHERE state = 'running' AND taken_by = ? AND limits != '[]' AND started_at IS NOT NULL
 """
@@ -318,8 +318,8 @@ LIST_WAITING_JOBS = LIST_JOBS.replace(
 LIST_RUNNING_JOBS = LIST_JOBS.replace(
     "FROM {p}jobs\nWHERE ", "FROM {p}jobs INDEXED BY {p}jobs_running\nWHERE state = 'running' AND ", 1
 )
-COUNT_JOBS_BY_STATE = "SELECT queue, state, count(*) FROM {p}jobs GROUP BY queue, state"
-JOB_IDS_IN = "SELECT id, state FROM {p}jobs WHERE id IN (SELECT value FROM json_each(?))"
+COUNT_JOBS = "SELECT queue, state, count(*) FROM {p}jobs GROUP BY queue, state"
+JOB_STATES = "SELECT id, state FROM {p}jobs WHERE id IN (SELECT value FROM json_each(?))"
 
 # --------------------------------------------------------------------- queues
 
@@ -360,8 +360,8 @@ RETURNING name
 DELETE_QUEUE = "DELETE FROM {p}queues WHERE name = ?"
 DELETE_QUEUE_JOBS = "DELETE FROM {p}jobs WHERE queue = ?"
 # A queue's rate-limit window: reset when it has passed, else count one more claim.
-GET_RATE_LIMIT = "SELECT window_start, count FROM {p}queue_rate_limits WHERE queue = ?"
-SET_RATE_LIMIT = """
+GET_RATE_BUDGET = "SELECT window_start, count FROM {p}queue_rate_limits WHERE queue = ?"
+SPEND_RATE_BUDGET = """
 INSERT INTO {p}queue_rate_limits (queue, window_start, count) VALUES (?, ?, ?)
 ON CONFLICT (queue) DO UPDATE SET window_start = excluded.window_start, count = excluded.count
 """

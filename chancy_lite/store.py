@@ -138,12 +138,12 @@ class Store:
         self.migrations: dict[str, list[Step]] = {CORE_KEY: sql.CORE_MIGRATIONS}
 
     @staticmethod
-    def _changed(conn: Connection, *, push: tuple[str, int] | None = None, done: bool = False,
+    def _changed(conn: Connection, *, claimable: tuple[str, int] | None = None, done: bool = False,
                  queues: bool = False, cancel: tuple[str, int | None] | None = None) -> None:
         """Record a change on ``conn``: published after its transaction commits, or now outside one."""
         changes = conn.pending_changes()
-        if push is not None:
-            changes.push(*push)
+        if claimable is not None:
+            changes.add_claimable(*claimable)
         changes.done = changes.done or done
         changes.queues = changes.queues or queues
         if cancel is not None:
@@ -222,7 +222,7 @@ class Store:
         params = [job_params(job, i, now) for job, i in zip(jobs, new_ids(len(jobs)), strict=True)]
         if len(params) == 1 and params[0][10] is None and not conn.in_transaction:
             conn.execute(self.q.INSERT_JOB, params[0])  # one statement, its own transaction: the fast single push
-            self._changed(conn, push=(params[0][1], 1))
+            self._changed(conn, claimable=(params[0][1], 1))
             return [params[0][0]]
         with conn:
             if len(params) > 1 and all(p[10] is None for p in params):  # no unique keys: nothing can conflict
@@ -239,7 +239,7 @@ class Store:
                     else:
                         ids.append(_fetch(conn, self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p[10],))[0][0])
             for queue, count in counts.items():
-                self._changed(conn, push=(queue, count))
+                self._changed(conn, claimable=(queue, count))
         return ids
 
     def get_job(self, conn: Connection, job_id: str) -> QueuedJob | None:
@@ -254,7 +254,7 @@ class Store:
         return [row_to_job(by_id[i]) for i in ids if i in by_id]
 
     def job_states(self, conn: Connection, job_ids: Sequence[str]) -> dict[str, str]:
-        return {job_id: state for job_id, state in _fetch(conn, self.q.JOB_IDS_IN, (json.dumps(list(job_ids)),))}
+        return {job_id: state for job_id, state in _fetch(conn, self.q.JOB_STATES, (json.dumps(list(job_ids)),))}
 
     def list_jobs(
         self, conn: Connection, *, state: str | None = None, queue: str | None = None, func: str | None = None,
@@ -266,7 +266,7 @@ class Store:
         return [row_to_job(row) for row in _fetch(conn, statement, params)]
 
     def count_jobs(self, conn: Connection) -> list[tuple[str, str, int]]:
-        return _fetch(conn, self.q.COUNT_JOBS_BY_STATE)
+        return _fetch(conn, self.q.COUNT_JOBS)
 
     def claim_jobs(
         self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None
@@ -286,12 +286,12 @@ class Store:
         now, how many this window used already, and when the window ends. Caller's transaction; record the new
         total with ``spend_rate_budget``."""
         start = now - now % window
-        rows = _fetch(conn, self.q.GET_RATE_LIMIT, (queue,))
+        rows = _fetch(conn, self.q.GET_RATE_BUDGET, (queue,))
         used = rows[0][1] if rows and rows[0][0] == start else 0
         return max(0, min(n, limit - used)), used, start + window
 
     def spend_rate_budget(self, conn: Connection, queue: str, total: int, *, now: int, window: int) -> None:
-        conn.execute(self.q.SET_RATE_LIMIT, (queue, now - now % window, total))
+        conn.execute(self.q.SPEND_RATE_BUDGET, (queue, now - now % window, total))
 
     def next_due(self, conn: Connection, queue: str) -> int | None:
         return _fetch(conn, self.q.NEXT_DUE, (queue,))[0][0]
@@ -303,7 +303,7 @@ class Store:
         """Write one outcome, guarded: only a job still running, held by us, at this attempt. Caller's transaction.
 
         An outcome in state PENDING releases the job (the worker stopped under it): it waits again and the
-        attempt is not counted. A job that can run again (retrying, released) is recorded as pushed to ``queue``
+        attempt is not counted. A job that can run again (retrying, released) is recorded as claimable in ``queue``
         (the job's queue; "*" when unknown); a finished one as done.
         """
         statement = self.q.RELEASE_JOB if outcome.state is QueuedJob.State.PENDING else self.q.COMPLETE_JOB
@@ -327,7 +327,7 @@ class Store:
                 log.warning("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
             return False
         if outcome.state in (QueuedJob.State.RETRYING, QueuedJob.State.PENDING):
-            self._changed(conn, push=(queue, 1))
+            self._changed(conn, claimable=(queue, 1))
         else:
             self._changed(conn, done=True)
         return True
@@ -361,7 +361,7 @@ class Store:
         with conn:
             rows = _fetch(conn, self.q.RETRY_JOB, {"id": job_id, "now": now})
             if rows:
-                self._changed(conn, push=(rows[0][0], 1))
+                self._changed(conn, claimable=(rows[0][0], 1))
         return bool(rows)
 
     def prune_jobs(self, conn: Connection, rule: tuple[Any, ...], *, now: int, limit: int) -> int:
@@ -386,13 +386,13 @@ class Store:
         return [Holder(*row) for row in _fetch(conn, self.q.LIST_HOLDERS)]
 
     def held_jobs(self, conn: Connection, worker_id: str, pid: int | None) -> list[QueuedJob]:
-        rows = _fetch(conn, self.q.GET_HELD_JOBS, {"worker_id": worker_id, "pid": pid})
+        rows = _fetch(conn, self.q.HELD_JOBS, {"worker_id": worker_id, "pid": pid})
         return [row_to_job(row) for row in rows]
 
     def time_limited_jobs(self, conn: Connection, worker_id: str) -> list[tuple[str, int, int, float]]:
         """(id, holder pid, started_at, TIME limit in seconds) of a worker's running jobs that have one."""
         found = []
-        for job_id, pid, started_at, limits in _fetch(conn, self.q.GET_LIMITED_RUNNING_JOBS, (worker_id,)):
+        for job_id, pid, started_at, limits in _fetch(conn, self.q.TIME_LIMITED_JOBS, (worker_id,)):
             for limit in json.loads(limits):
                 if limit.get("t") == Limit.Type.TIME.value:
                     found.append((job_id, pid, started_at, float(limit["v"])))
@@ -427,7 +427,7 @@ class Store:
                 conn.execute(self.q.RECOVER_JOB, params)
                 if conn.changes() == 1:
                     recovered.append((job, outcome.state.value))
-                    self._changed(conn, push=(job.queue, 1) if outcome.state is QueuedJob.State.RETRYING else None,
+                    self._changed(conn, claimable=(job.queue, 1) if outcome.state is QueuedJob.State.RETRYING else None,
                                   done=outcome.state is not QueuedJob.State.RETRYING)
         return recovered
 

@@ -121,8 +121,8 @@ class Channel:
 
     def publish(self, changes: Changes) -> None:
         """Tell the listeners what a committed transaction changed (each datagram is a hint)."""
-        for queue, count in changes.pushed.items():
-            self.push(queue, count)
+        for queue, count in changes.claimable.items():
+            self.announce(queue, count)
         if changes.queues:
             self.send(WORKER, QUEUES_CHANGED)
         for job_id, pid in changes.cancels:
@@ -130,12 +130,12 @@ class Channel:
         if changes.done and self.listeners(WAITER):
             self.send(WAITER, JOBS_DONE)
 
-    def push(self, queue: str, count: int) -> None:
+    def announce(self, queue: str, count: int) -> None:
         """After a commit that made ``count`` jobs of ``queue`` claimable: wake idle children, then supervisors
         for what they did not take (a queue served by the async executor, or every child busy)."""
         left = count - (self.wake_idle(queue, count) if queue != "*" else 0)
         if left > 0:
-            self.send(WORKER, push_message(queue, left))
+            self.send(WORKER, claimable_message(queue, left))
 
     def send_to(self, path: str, message: bytes) -> bool:
         try:
@@ -219,14 +219,14 @@ class Changes:
     publishes them after the commit (``Channel.publish``), and drops them on a rollback.
     """
 
-    pushed: dict[str, int] = dataclasses.field(default_factory=dict)  # queue -> jobs made claimable
+    claimable: dict[str, int] = dataclasses.field(default_factory=dict)  # queue -> jobs made claimable
     done: bool = False  # jobs finished (callers of wait_for_job)
     queues: bool = False  # a queue's configuration changed
     cancels: list[tuple[str, int | None]] = dataclasses.field(default_factory=list)  # (job id, holder pid)
 
-    def push(self, queue: str, count: int = 1) -> None:
+    def add_claimable(self, queue: str, count: int = 1) -> None:
         if count > 0:
-            self.pushed[queue] = self.pushed.get(queue, 0) + count
+            self.claimable[queue] = self.claimable.get(queue, 0) + count
 
 
 # ------------------------------------------------------------------ messages
@@ -241,7 +241,7 @@ STOP = b"s"
 
 
 @dataclasses.dataclass(frozen=True)
-class Push:
+class Claimable:
     queue: str
     count: int
 
@@ -265,7 +265,7 @@ class Stop:
     pass
 
 
-def push_message(queue: str, count: int) -> bytes:
+def claimable_message(queue: str, count: int) -> bytes:
     return f"p {queue} {count}".encode()
 
 
@@ -281,12 +281,12 @@ def child_cancel_message(job_id: str) -> bytes:
     return f"c {job_id}".encode()
 
 
-def decode_worker(message: bytes) -> Push | Cancel | QueuesChanged | None:
+def decode_worker(message: bytes) -> Claimable | Cancel | QueuesChanged | None:
     """A supervisor's datagram; None for one it does not know (a newer sender), ValueError if malformed."""
     kind, _, rest = message.decode().partition(" ")
     if kind == "p":
         queue, _, count = rest.rpartition(" ")
-        return Push(queue, int(count))
+        return Claimable(queue, int(count))
     if kind == "q":
         return QueuesChanged()
     if kind == "c":

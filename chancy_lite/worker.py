@@ -269,8 +269,8 @@ class Worker:
             except Exception:
                 log.exception("bad wake-up message %r", message)
 
-    def _dispatch(self, message: wake.Push | wake.Cancel | wake.QueuesChanged | None) -> None:
-        if isinstance(message, wake.Push):
+    def _dispatch(self, message: wake.Claimable | wake.Cancel | wake.QueuesChanged | None) -> None:
+        if isinstance(message, wake.Claimable):
             for name, executor in self.executors.items():
                 if message.queue == "*" or (message.queue == name and not executor.wakes_directly):
                     executor.wake(message.count)

@@ -26,14 +26,14 @@ def test_a_push_is_published_after_its_commit_and_a_rollback_publishes_nothing(c
             chancy.sync_push_ex(conn, Job(func="tests.jobs.noop", queue="a"))
             chancy.sync_push_many_ex(conn, [Job(func="tests.jobs.noop", queue="b")] * 2)
             assert published == []  # not before the commit
-        assert [c.pushed for c in published] == [{"a": 1, "b": 2}]
+        assert [c.claimable for c in published] == [{"a": 1, "b": 2}]
         published.clear()
         with pytest.raises(RuntimeError), conn:
             chancy.sync_push_ex(conn, Job(func="tests.jobs.noop", queue="a"))
             raise RuntimeError("roll back")
         assert published == []
         chancy.sync_push(Job(func="tests.jobs.noop", queue="c"))  # one autocommit statement: published at once
-        assert [c.pushed for c in published] == [{"c": 1}]
+        assert [c.claimable for c in published] == [{"c": 1}]
 
 
 def test_a_retry_and_a_recovery_wake_only_their_own_queue(chancy: Chancy) -> None:
@@ -48,16 +48,16 @@ def test_a_retry_and_a_recovery_wake_only_their_own_queue(chancy: Chancy) -> Non
         with conn:
             outcome = next_outcome(job, ValueError("x"), now=chancy.now())
             assert chancy.store.complete_job(conn, outcome, worker_id="w", pid=1, queue="mail")
-        assert [c.pushed for c in published] == [{"mail": 1}]
+        assert [c.claimable for c in published] == [{"mail": 1}]
         published.clear()
         recovered = chancy.store.recover_jobs(conn, "dead", 2, lambda j: "died", now=chancy.now())
         assert [(j.id, state) for j, state in recovered] == [(orphan.identifier, "retrying")]
-        assert [c.pushed for c in published] == [{"reports": 1}]
+        assert [c.claimable for c in published] == [{"reports": 1}]
     assert retried is not None
 
 
 def test_messages_round_trip_through_the_one_codec() -> None:
-    assert wake.decode_worker(wake.push_message("q~x", 3)) == wake.Push("q~x", 3)
+    assert wake.decode_worker(wake.claimable_message("q~x", 3)) == wake.Claimable("q~x", 3)
     assert wake.decode_worker(wake.cancel_message("j1", 42)) == wake.Cancel("j1", 42)
     assert wake.decode_worker(wake.cancel_message("j1", None)) == wake.Cancel("j1", None)
     assert isinstance(wake.decode_worker(wake.QUEUES_CHANGED), wake.QueuesChanged)
