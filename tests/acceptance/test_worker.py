@@ -302,7 +302,7 @@ def test_pause_with_resume_at(chancy: Chancy) -> None:
     paused_at, job = run_worker(chancy, body, queue_change_poll_interval=60)
     assert job is not None and job.state is SUCCEEDED
     waited = (job.started_at - paused_at).total_seconds()
-    assert 1.4 <= waited < 2.5, waited
+    assert 1.4 <= waited < 10, waited  # at resume_at, not at the 60 s poll
     assert chancy.sync_get_queue("napping").state is Queue.State.ACTIVE
 
 
@@ -312,25 +312,24 @@ def test_pausing_a_queue_lets_its_running_job_finish_without_holding_up_other_qu
     declare(chancy, "busy", concurrency=1)
     path = str(tmp_path / "busy")
 
-    async def body(worker: Worker) -> tuple[QueuedJob | None, QueuedJob | None, float]:
+    async def body(worker: Worker) -> tuple[QueuedJob | None, QueuedJob | None, QueuedJob | None]:
         long = await chancy.push(
             Job(func="tests.jobs.pid_then_sleep", queue="busy", kwargs={"path": path, "seconds": 2})
         )
         await until(lambda: lines(path), timeout=10, message="the job started")
         await chancy.pause_queue("busy")
-        paused = time.monotonic()
         await chancy.declare(Queue("other", concurrency=1, polling_interval=60))
         await until(lambda: "other" in worker.executors, timeout=10, message="the new queue is served")
-        other_after = time.monotonic() - paused
+        long_then = await chancy.get_job(long)  # still running: the drain did not hold up the queue watcher
         waiting = await chancy.push(Job(func="tests.jobs.noop", queue="busy"))
         long_job = await chancy.wait_for_job(long, timeout=10)
         await chancy.resume_queue("busy")
-        return long_job, await chancy.wait_for_job(waiting, timeout=10), other_after
+        return long_job, await chancy.wait_for_job(waiting, timeout=10), long_then
 
     # shutdown_timeout is far shorter than the job: pausing must not interrupt it.
-    long_job, waiting_job, other_after = run_worker(chancy, body, shutdown_timeout=0.3, queue_change_poll_interval=60)
+    long_job, waiting_job, long_then = run_worker(chancy, body, shutdown_timeout=0.3, queue_change_poll_interval=60)
     assert long_job is not None and long_job.state is SUCCEEDED and long_job.errors == []
-    assert other_after < 1.0, other_after  # the paused queue's drain did not block the queue loop
+    assert long_then is not None and long_then.state is QueuedJob.State.RUNNING  # "other" served meanwhile
     assert waiting_job is not None and waiting_job.state is SUCCEEDED
     assert waiting_job.started_at >= long_job.completed_at  # nothing ran in the paused queue
 
