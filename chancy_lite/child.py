@@ -199,7 +199,9 @@ class Runner:
                     self.pending.extend(self.release(j) for j in jobs[index:])
                     batch.end = index
                     return
+                self.begin(job)
                 if self.cancelled_before_start(job):
+                    self.current = None
                     log.info("job %s (%s) was cancelled before it started", job.id, job.func)
                     continue  # cancel_job already wrote the final state
                 if not self.journal.started(job.id):
@@ -427,15 +429,22 @@ class Runner:
 
     def execute(self, job: QueuedJob) -> Outcome | None:
         """Run one claimed job and return its outcome (not yet written); None if it was cancelled."""
+        self.begin(job)
         if self.cancelled_before_start(job):
+            self.current = None
             log.info("job %s (%s) was cancelled before it started", job.id, job.func)
             return None
         return self.run_job(job, self.now())
 
-    def run_job(self, job: QueuedJob, started_at: int) -> Outcome | None:
-        """Run one job (its start already journaled) and return its outcome; None if it was cancelled."""
+    def begin(self, job: QueuedJob) -> None:
+        """From here on a cancel of ``job`` sets ``self.cancelled`` (it is then checked before the call, and
+        interrupts the call); one that came earlier is in ``cancelled_claims``, checked next."""
         self.cancelled = None
-        self.current = job  # from here on, a cancel of this job sets self.cancelled
+        self.current = job
+
+    def run_job(self, job: QueuedJob, started_at: int) -> Outcome | None:
+        """Run one job (its start already journaled, ``begin(job)`` called) and return its outcome; None if it
+        was cancelled."""
         had_meta = bool(job.meta)
         started = time.perf_counter()
         error: BaseException | None = None
