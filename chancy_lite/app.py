@@ -93,11 +93,24 @@ class Chancy:
         return to_micros(self.clock()) if self.clock is not None else micros_now()
 
     def connect(self) -> db.Connection:
-        """A new connection with the recipe. The caller closes it."""
-        return db.connect(
+        """A new connection with the recipe, whose commits wake workers as this app's do. The caller closes it."""
+        conn = db.connect(
             self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous,
             allow_network_fs=self.allow_network_fs, check=False,
         )
+        if self.path != db.MEMORY:
+            conn.publisher = self._publish
+        return conn
+
+    def _publish(self, changes: wake.Changes) -> None:
+        """Tell other processes what a committed transaction changed (the wake-up channel opens on first use)."""
+        channel = self.channel
+        if channel is None:
+            with self._lock:
+                if self.channel is None:
+                    self.channel = wake.Channel(self.path)
+                channel = self.channel
+        channel.publish(changes)
 
     def _conn(self) -> db.Connection:
         """This thread's connection (one for all threads with ``:memory:``)."""
@@ -111,10 +124,8 @@ class Chancy:
                 else:
                     conn = self.connect()
                     self._connections.append(conn)
-                    if self.path != db.MEMORY:
-                        if self.channel is None:
-                            self.channel = wake.Channel(self.path)
-                        conn.publisher = self.channel.publish
+                    if self.path != db.MEMORY and self.channel is None:
+                        self.channel = wake.Channel(self.path)
             self._local.conn = conn
         return conn
 

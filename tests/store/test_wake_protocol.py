@@ -66,3 +66,16 @@ def test_messages_round_trip_through_the_one_codec() -> None:
     assert wake.decode_child(wake.work_message(5)) == wake.Work(5)
     assert isinstance(wake.decode_child(wake.STOP), wake.Stop)
     assert wake.decode_child(wake.child_cancel_message("j2")) == wake.Cancel("j2")
+
+
+def test_a_connection_from_connect_publishes_its_commits_too(chancy: Chancy) -> None:
+    chancy.sync_get_all_queues()  # opens the app's channel
+    assert chancy.channel is not None
+    with wake.Listener(chancy.channel, wake.WORKER) as supervisor:
+        conn = chancy.connect()
+        try:
+            with conn:
+                chancy.sync_push_ex(conn, Job(func="tests.jobs.noop", queue="elsewhere"))
+        finally:
+            conn.close()
+        assert wake.claimable_message("elsewhere", 1) in supervisor.wait(5)
