@@ -810,10 +810,13 @@ def print_report(results: dict[str, Any], params: Params) -> None:
 def effective_options(options: dict[str, Any]) -> dict[str, Any]:
     """What the process executor makes of these executor_options (read from the code, so defaults stay current)."""
     try:
+        from chancy_lite import Chancy, Worker
         from chancy_lite.executors.process import ProcessExecutor
         from chancy_lite.queue import Queue
 
-        executor = ProcessExecutor(None, Queue("bench", concurrency=2, executor_options=dict(options)))
+        with tempfile.TemporaryDirectory() as scratch:  # a worker that is never started: nothing is opened
+            worker = Worker(Chancy(os.path.join(scratch, "options.db")), register_signal_handlers=False)
+            executor = ProcessExecutor(worker, Queue("bench", concurrency=2, executor_options=dict(options)))
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     names = ("maximum_jobs_per_worker", "batch_size", "batch_window", "timeout_grace")
