@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import faulthandler
-import inspect
 import json
 import logging
 import os
@@ -152,6 +151,7 @@ class Runner:
         self._watch = threading.Event()
         self._closed = False
         self._executor_cls: Any = None
+        self._preparer: tuple[int, Callable[..., Any], str] | None = None
         self._peaks: dict[str, float] = {}  # function -> recent longest run, in seconds (decays by half a run)
 
     # ---- the loop
@@ -190,7 +190,7 @@ class Runner:
             self.cancelled_claims.clear()  # a cancel can only be meant for a job claimed before it was sent
 
     def _run_batch(self, batch: _Batch, deadline: float) -> None:
-        jobs = batch.jobs
+        jobs, window = batch.jobs, 2 * self.config.batch_window
         for index, job in enumerate(jobs):
             with self.batch_lock:
                 if batch.end is not None and index >= batch.end:
@@ -208,7 +208,7 @@ class Runner:
                     self.flush()  # the journal is full: commit what it holds, then start afresh
                     self.journal.started(job.id)
                 batch.index, batch.marked, batch.began_at = index, job.started_at is not None, self.now()
-                if batch.end is None and index + 1 < len(jobs) and self._may_run_long(job.func):
+                if batch.end is None and index + 1 < len(jobs) and self._may_run_long(job.func, window):
                     # Give the rest back before it starts: the watcher cannot help while a job holds the GIL.
                     self._settle(batch)
                 batch.running, batch.began = True, time.perf_counter()
@@ -224,11 +224,11 @@ class Runner:
                     if not self.journal.finished(outcome):
                         self.flush()
 
-    def _may_run_long(self, func: str) -> bool:
-        """Whether a job of ``func`` may run past the batch window: never seen in this child, or seen to
+    def _may_run_long(self, func: str, window: float) -> bool:
+        """Whether a job of ``func`` may run past ``window`` seconds: never seen in this child, or seen to
         (a slow run counts for the next few runs)."""
         peak = self._peaks.get(func)
-        return peak is None or peak > 2 * self.config.batch_window
+        return peak is None or peak > window
 
     # ---- the batch watcher
 
@@ -421,11 +421,14 @@ class Runner:
 
     def prepare(self, job: QueuedJob) -> tuple[QueuedJob, Callable[..., Any], dict[str, Any]]:
         """Check the job against this runner's capabilities and resolve its call (see chancy_lite.execution)."""
-        execution.check_allowed(job.func, self.config.allowed_modules)
-        cls = self.executor_class()
-        get = cls.get_function_and_kwargs if cls is not None else execution.function_and_kwargs
-        name = cls.__name__ if cls is not None else type(self).__name__
-        return execution.prepare(job, self.capabilities, get, name)
+        if self.config.allowed_modules is not None:
+            execution.check_allowed(job.func, self.config.allowed_modules)
+        if self._preparer is None:
+            cls = self.executor_class()
+            get = cls.get_function_and_kwargs if cls is not None else execution.function_and_kwargs
+            self._preparer = (int(self.capabilities), get, cls.__name__ if cls is not None else type(self).__name__)
+        caps, get, name = self._preparer
+        return execution.prepare(job, caps, get, name)
 
     def execute(self, job: QueuedJob) -> Outcome | None:
         """Run one claimed job and return its outcome (not yet written); None if it was cancelled."""
@@ -476,10 +479,13 @@ class Runner:
         return Outcome(job.id, job.attempts, State.PENDING, None)
 
     def call(self, job: QueuedJob, func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-        time_limit = job.limit(Limit.Type.TIME) if self.capabilities & Capability.AUTOMATIC_TIME_LIMITS else None
-        memory = job.limit(Limit.Type.MEMORY) if self.capabilities & Capability.MEMORY_LIMITS else None
-        memory_limit = int(memory) if memory else None
-        if inspect.iscoroutinefunction(func):
+        time_limit = memory_limit = None
+        if job.limits:
+            caps = int(self.capabilities)
+            time_limit = job.limit(Limit.Type.TIME) if caps & int(Capability.AUTOMATIC_TIME_LIMITS) else None
+            memory = job.limit(Limit.Type.MEMORY) if caps & int(Capability.MEMORY_LIMITS) else None
+            memory_limit = int(memory) if memory else None
+        if execution.is_coroutine_function(func):
             self.run_coroutine(func, kwargs, time_limit)
         else:
             with self.limits(time_limit, memory_limit):
@@ -610,6 +616,8 @@ class ProcessRunner(Runner):
     def limits(
         self, time_limit: float | None, memory_limit: int | None, hard_time: float | None = None
     ) -> typing.ContextManager[None]:
+        if not (time_limit or memory_limit or hard_time):
+            return _NO_LIMITS
         return _ProcessLimits(time_limit, memory_limit, hard_time, self.config.timeout_grace)
 
     def run_coroutine(self, func: Callable[..., Any], kwargs: dict[str, Any], time_limit: float | None) -> None:
@@ -653,6 +661,7 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+_NO_LIMITS = contextlib.nullcontext()
 
 
 class _ProcessLimits:

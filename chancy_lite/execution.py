@@ -33,6 +33,12 @@ class Capability(enum.IntFlag):
     MEMORY_LIMITS = enum.auto()  # enforces MEMORY limits
 
 
+# The flags as plain ints for the hot path: ``int & IntFlag`` calls the enum's reflected operator (microseconds).
+_SYNC, _ASYNC_JOBS = int(Capability.SYNC_JOBS), int(Capability.ASYNC_JOBS)
+_AUTO_TIME, _COOP_TIME = int(Capability.AUTOMATIC_TIME_LIMITS), int(Capability.COOPERATIVE_TIME_LIMITS)
+_MEMORY = int(Capability.MEMORY_LIMITS)
+
+
 class JobAbortedError(Exception):
     """Carries a ``SystemExit``/``KeyboardInterrupt``/``GeneratorExit`` raised by a job out of its coroutine.
 
@@ -99,6 +105,17 @@ def resolve(path: str) -> Callable[..., Any]:
     return func
 
 
+_ASYNC: dict[Callable[..., Any], bool] = {}
+
+
+def is_coroutine_function(func: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, cached per function."""
+    known = _ASYNC.get(func)
+    if known is None:
+        known = _ASYNC[func] = inspect.iscoroutinefunction(func)
+    return known
+
+
 def function_and_kwargs(job: QueuedJob) -> tuple[Callable[..., Any], dict[str, Any]]:
     """The job's function and a copy of its kwargs with the context injected where annotated."""
     func = resolve(job.func)
@@ -110,7 +127,7 @@ def function_and_kwargs(job: QueuedJob) -> tuple[Callable[..., Any], dict[str, A
 
 def prepare(
     job: QueuedJob,
-    capabilities: Capability,
+    capabilities: Capability | int,
     get_function_and_kwargs: Callable[[QueuedJob], tuple[Callable[..., Any], dict[str, Any]]],
     executor_name: str,
 ) -> tuple[QueuedJob, Callable[..., Any], dict[str, Any]]:
@@ -120,21 +137,25 @@ def prepare(
     memory limits, a TIME limit on one with neither automatic nor cooperative limits, a function kind the
     executor cannot run, and a cooperative TIME limit on a function without a ``QueuedJob`` context parameter.
     """
-    if job.limit(Limit.Type.MEMORY) and not capabilities & Capability.MEMORY_LIMITS:
-        raise ValueError(
-            f"{executor_name} does not support memory limits: run jobs with a MEMORY limit on the Process executor"
-        )
-    time_limit = job.limit(Limit.Type.TIME)
-    cooperative = bool(time_limit) and not capabilities & Capability.AUTOMATIC_TIME_LIMITS
-    if cooperative:
-        if not capabilities & Capability.COOPERATIVE_TIME_LIMITS:
-            raise ValueError(f"{executor_name} does not support time limits")
-        job = job._with_time_limit(float(time_limit or 0))
+    caps = int(capabilities)  # plain int arithmetic: enum flag operations cost microseconds on this hot path
+    cooperative = False
+    if job.limits:
+        if job.limit(Limit.Type.MEMORY) and not caps & _MEMORY:
+            raise ValueError(
+                f"{executor_name} does not support memory limits: run jobs with a MEMORY limit on the Process "
+                "executor"
+            )
+        time_limit = job.limit(Limit.Type.TIME)
+        cooperative = bool(time_limit) and not caps & _AUTO_TIME
+        if cooperative:
+            if not caps & _COOP_TIME:
+                raise ValueError(f"{executor_name} does not support time limits")
+            job = job._with_time_limit(float(time_limit or 0))
     func, kwargs = get_function_and_kwargs(job)
-    is_async = inspect.iscoroutinefunction(func)
-    if is_async and not capabilities & Capability.ASYNC_JOBS:
+    is_async = is_coroutine_function(func)
+    if is_async and not caps & _ASYNC_JOBS:
         raise ValueError(f"{executor_name} does not support asynchronous jobs: {job.func} is `async def`")
-    if not is_async and not capabilities & Capability.SYNC_JOBS:
+    if not is_async and not caps & _SYNC:
         raise ValueError(
             f"{executor_name} does not support synchronous jobs: {job.func} is a plain function; make it "
             "`async def` or run it on the Process or Threaded executor"

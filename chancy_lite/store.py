@@ -32,6 +32,7 @@ Row = tuple[Any, ...]  # a result row: each statement's columns are named where 
 _STATES = {s.value: s for s in QueuedJob.State}
 _QSTATES = {s.value: s for s in Queue.State}
 _EMPTY_JSON = ("{}", "[]")
+_RUNNABLE_AGAIN = frozenset({QueuedJob.State.RETRYING, QueuedJob.State.PENDING})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -326,10 +327,12 @@ class Store:
             if not quiet:
                 log.warning("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
             return False
-        if outcome.state in (QueuedJob.State.RETRYING, QueuedJob.State.PENDING):
+        if outcome.state in _RUNNABLE_AGAIN:
             self._changed(conn, claimable=(queue, 1))
-        else:
-            self._changed(conn, done=True)
+        else:  # the hot path: inline, as it runs once per finished job
+            conn.pending_changes().done = True
+            if not conn.in_transaction:
+                conn.publish_changes()
         return True
 
     def mark_job_started(
