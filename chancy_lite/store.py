@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from chancy_lite import sql
 from chancy_lite.db import Connection
@@ -71,9 +71,25 @@ def row_to_job(row: Sequence[Any]) -> QueuedJob:
     )
 
 
-def job_params(job: Job, job_id: str, now: int) -> tuple[Any, ...]:
+class JobRow(NamedTuple):
+    """The parameters of ``INSERT_JOB``, in its column order (a tuple, so apsw binds it as it is)."""
+
+    id: str
+    queue: str
+    func: str
+    kwargs: str
+    limits: str
+    meta: str
+    priority: int
+    max_attempts: int
+    created_at: int
+    scheduled_at: int
+    unique_key: str | None
+
+
+def job_params(job: Job, job_id: str, now: int) -> JobRow:
     """The INSERT_JOB parameters of a job; raises NotSerializableError for non-JSON data."""
-    return (
+    return JobRow(
         job_id,
         job.queue,
         job.func,
@@ -86,6 +102,15 @@ def job_params(job: Job, job_id: str, now: int) -> tuple[Any, ...]:
         to_micros(job.scheduled_at),
         job.unique_key,
     )
+
+
+class LimitedJob(NamedTuple):
+    """A started job with a TIME limit, for the supervisor's backstop."""
+
+    id: str
+    holder_pid: int
+    started_at: int
+    limit: float  # seconds
 
 
 def queue_params(queue: Queue, now: int) -> dict[str, Any]:
@@ -221,24 +246,24 @@ class Store:
         ids: list[str] = []
         counts: dict[str, int] = {}
         params = [job_params(job, i, now) for job, i in zip(jobs, new_ids(len(jobs)), strict=True)]
-        if len(params) == 1 and params[0][10] is None and not conn.in_transaction:
+        if len(params) == 1 and params[0].unique_key is None and not conn.in_transaction:
             conn.execute(self.q.INSERT_JOB, params[0])  # one statement, its own transaction: the fast single push
-            self._changed(conn, claimable=(params[0][1], 1))
-            return [params[0][0]]
+            self._changed(conn, claimable=(params[0].queue, 1))
+            return [params[0].id]
         with conn:
-            if len(params) > 1 and all(p[10] is None for p in params):  # no unique keys: nothing can conflict
+            if len(params) > 1 and all(p.unique_key is None for p in params):  # no unique keys: no conflict
                 conn.executemany(self.q.INSERT_JOB, params)
-                ids = [p[0] for p in params]
+                ids = [p.id for p in params]
                 for p in params:
-                    counts[p[1]] = counts.get(p[1], 0) + 1
+                    counts[p.queue] = counts.get(p.queue, 0) + 1
             else:
                 for p in params:
                     conn.execute(self.q.INSERT_JOB, p)
                     if conn.changes() == 1:
-                        ids.append(p[0])
-                        counts[p[1]] = counts.get(p[1], 0) + 1
+                        ids.append(p.id)
+                        counts[p.queue] = counts.get(p.queue, 0) + 1
                     else:
-                        ids.append(_fetch(conn, self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p[10],))[0][0])
+                        ids.append(_fetch(conn, self.q.GET_ACTIVE_ID_BY_UNIQUE_KEY, (p.unique_key,))[0][0])
             for queue, count in counts.items():
                 self._changed(conn, claimable=(queue, count))
         return ids
@@ -392,13 +417,13 @@ class Store:
         rows = _fetch(conn, self.q.HELD_JOBS, {"worker_id": worker_id, "pid": pid})
         return [row_to_job(row) for row in rows]
 
-    def time_limited_jobs(self, conn: Connection, worker_id: str) -> list[tuple[str, int, int, float]]:
-        """(id, holder pid, started_at, TIME limit in seconds) of a worker's running jobs that have one."""
+    def time_limited_jobs(self, conn: Connection, worker_id: str) -> list[LimitedJob]:
+        """A worker's started jobs that have a TIME limit."""
         found = []
         for job_id, pid, started_at, limits in _fetch(conn, self.q.TIME_LIMITED_JOBS, (worker_id,)):
             for limit in json.loads(limits):
                 if limit.get("t") == Limit.Type.TIME.value:
-                    found.append((job_id, pid, started_at, float(limit["v"])))
+                    found.append(LimitedJob(job_id, pid, started_at, float(limit["v"])))
         return found
 
     def recover_jobs(

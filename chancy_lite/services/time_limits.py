@@ -26,15 +26,14 @@ class TimeLimits(Service):
         holders = {pid: ex for ex in worker.executors.values() if ex.kills_children for pid in ex.held_pids()}
         if not holders:
             return None
-        for job_id, pid, started_at, limit in await worker.db(worker.chancy.store.time_limited_jobs,
-                                                               worker.worker_id):
-            executor = holders.get(pid)
-            if executor is None or started_at is None:
+        for job in await worker.db(worker.chancy.store.time_limited_jobs, worker.worker_id):
+            executor = holders.get(job.holder_pid)
+            if executor is None:
                 continue
-            overdue = (now - started_at) / 1e6 - limit - 2 * executor.timeout_grace
+            overdue = (now - job.started_at) / 1e6 - job.limit - 2 * executor.timeout_grace
             if overdue > 0:
                 log.warning("job %s is %.1f s past its time limit and grace period; killing its process %s",
-                            job_id, overdue, pid)
+                            job.id, overdue, job.holder_pid)
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(job.holder_pid, signal.SIGKILL)
         return None
