@@ -69,14 +69,21 @@ class Chancy:
         self.allow_network_fs = allow_network_fs
         self.log = log or logging.getLogger("chancy_lite")
         self.clock = clock
-        self.plugins = list(plugins or [])
         self.no_default_plugins = no_default_plugins
-        if not no_default_plugins:
-            from chancy_lite.plugins.pruner import Pruner
-
-            if not any(isinstance(p, Pruner) for p in self.plugins):
-                self.plugins.append(Pruner())
+        self.plugins: dict[str, Any] = {}
+        for plugin in plugins or []:
+            identifier = plugin.get_identifier()
+            if identifier in self.plugins:
+                raise ValueError(f"two plugins have the identifier {identifier!r}: give each plugin once")
+            self.plugins[identifier] = plugin
+        if not no_default_plugins:  # after the user's, where their identifiers are free (as Chancy)
+            for plugin in _default_plugins():
+                self.plugins.setdefault(plugin.get_identifier(), plugin)
         self.store = Store(prefix)
+        for plugin in self.plugins.values():
+            key = plugin.migrate_key() if hasattr(plugin, "migrate_key") else None
+            if key:
+                self.store.add_migrations(key, plugin.migrations())
         #: The wake-up channel of the file (see chancy_lite.wake), opened with the first connection.
         self.channel: wake.Channel | None = None
         self._local = threading.local()
@@ -679,6 +686,15 @@ class Chancy:
         """
         jobs = await self.wait_for_jobs([ref], interval=interval, timeout=timeout, states=states)
         return jobs[0] if jobs else None
+
+
+def _default_plugins() -> list[Any]:
+    """Chancy's default plugins that chancy_lite has: Leadership, Pruner, Recovery."""
+    from chancy_lite.plugins.leadership import Leadership
+    from chancy_lite.plugins.pruner import Pruner
+    from chancy_lite.plugins.recovery import Recovery
+
+    return [Leadership(), Pruner(), Recovery()]
 
 
 def _state_values(states: Iterable[QueuedJob.State | str] | None) -> frozenset[str]:

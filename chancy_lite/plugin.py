@@ -1,28 +1,107 @@
-"""``Plugin``: code that runs inside every worker beside its queues (pruning, and more to come)."""
+"""``Plugin``: code that runs inside every worker beside its queues, with Chancy 0.26's contract.
+
+Where each part runs:
+
+* in the **supervisor** (the ``Worker``'s process and event loop): ``run(worker, chancy)``, ``on_worker_started``,
+  ``on_worker_stopped``, ``cleanup``;
+* job hooks (``on_job_starting``, ``on_job_completed``, ``on_job_updated``, ``on_jobs_updated_in_transaction``) are
+  part of the contract so Chancy plugins import and construct unchanged; chancy_lite does not call them yet
+  (its children write their own outcomes), see the README.
+
+A plugin that needs others names their identifiers in ``get_dependencies()``; a worker refuses to start without
+them (``ConfigurationError``). A plugin with tables of its own gives ``migrate_key()`` and ``migrations()``; they
+are stepped by ``Chancy.migrate()`` under that key.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import enum
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
+    from chancy_lite.job import QueuedJob
     from chancy_lite.worker import Worker
+
+
+class PluginScope(enum.Enum):
+    WORKER = "worker"
 
 
 class Plugin:
     """A worker plugin. ``run`` is a long-lived coroutine started with the worker and cancelled at shutdown;
-    if it raises, the worker logs the error and starts it again after a pause."""
+    if it raises, the worker logs the error and starts it again after a backoff."""
+
+    _wake: asyncio.Event | None = None  # set by sleep() (a class default, so subclasses need not call __init__)
 
     @staticmethod
     def get_identifier() -> str:
+        """A unique name, such as ``"chancy.leadership"`` (``Chancy.plugins`` is keyed by it)."""
         raise NotImplementedError
 
     def get_dependencies(self) -> list[str]:
         """Identifiers of plugins this one needs."""
         return []
 
+    def get_scope(self) -> PluginScope:
+        return PluginScope.WORKER
+
     async def run(self, worker: Worker, chancy: Chancy) -> None:
         """The plugin's loop; the default does nothing."""
 
-    async def cleanup(self, chancy: Chancy) -> None:
+    async def on_worker_started(self, *, worker: Worker) -> None:
+        """Once per worker start, before any plugin's ``run`` starts, in plugin order."""
+
+    async def on_worker_stopped(self, *, worker: Worker) -> None:
+        """Once the worker's queues have stopped (may run again if a stop is retried: keep it idempotent)."""
+
+    async def on_job_starting(self, *, job: QueuedJob, worker: Worker) -> QueuedJob:
+        return job
+
+    async def on_job_completed(
+        self, *, worker: Worker, job: QueuedJob, exc: BaseException | None = None, result: Any = None
+    ) -> QueuedJob:
+        return job
+
+    async def on_job_updated(self, *, worker: Worker, job: QueuedJob) -> None:
+        """After a job's update committed."""
+
+    async def on_jobs_updated_in_transaction(self, *, worker: Worker, jobs: Sequence[QueuedJob], cursor: Any) -> None:
+        """Inside the transaction that writes job updates, before it commits."""
+
+    async def cleanup(self, chancy: Chancy) -> int | None:
         """Called once when the worker stops."""
+        return None
+
+    def migrate_key(self) -> str | None:
+        """The key this plugin's schema versions are kept under, or None for a plugin without tables."""
+        return None
+
+    def migrations(self) -> list[tuple[list[str], list[str]]]:
+        """The plugin's schema steps: (up, down) statement lists, version 1 first (``{p}`` is the prefix)."""
+        return []
+
+    def get_tables(self) -> list[str]:
+        """Tables the plugin owns."""
+        return []
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if ``wake_up()`` is called meanwhile."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    def wake_up(self) -> None:
+        """End the current ``sleep`` early."""
+        if self._wake is not None:
+            self._wake.set()
+
+    @staticmethod
+    async def wait_for_leader(worker: Worker) -> None:
+        """Return once this worker is the leader (see ``chancy_lite.plugins.leadership``)."""
+        await worker.is_leader.wait()

@@ -387,6 +387,21 @@ WHERE w.expires_at >= :now
 ORDER BY w.worker_id
 """
 
+# ----------------------------------------------------------------- leadership
+
+# elect: drop an expired lease, then take the lease if nobody holds it or renew it if we do. The renewal only
+# touches our own row (WHERE): a worker that still believes it leads cannot extend another's lease (the
+# split-brain Chancy 0.26 fixed).
+EXPIRE_LEADER = "DELETE FROM {p}leader WHERE expires_at < :now"
+CLAIM_LEADER = """
+INSERT INTO {p}leader (id, worker_id, last_seen, expires_at) VALUES (1, :worker_id, :now, :expires_at)
+ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, expires_at = excluded.expires_at
+WHERE {p}leader.worker_id = excluded.worker_id
+"""
+GET_LEADER = "SELECT worker_id, expires_at FROM {p}leader WHERE id = 1"
+# step down: only our own lease.
+RELEASE_LEADER = "DELETE FROM {p}leader WHERE worker_id = :worker_id"
+
 # ----------------------------------------------------------------- inspection
 
 # Copy committed WAL frames into the database without blocking readers or writers.

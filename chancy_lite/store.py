@@ -543,6 +543,23 @@ class Store:
             })
         return workers
 
+    # ------------------------------------------------------------ leadership
+
+    def elect_leader(self, conn: Connection, worker_id: str, *, now: int, expires_at: int) -> str | None:
+        """Take or renew the leadership lease for ``worker_id`` (until ``expires_at``, µs); returns the
+        leader's worker id afterwards (None if nobody holds a lease)."""
+        with conn:
+            conn.execute(self.q.EXPIRE_LEADER, {"now": now})
+            conn.execute(self.q.CLAIM_LEADER, {"worker_id": worker_id, "now": now, "expires_at": expires_at})
+            rows = _fetch(conn, self.q.GET_LEADER)
+        return rows[0][0] if rows else None
+
+    def release_leader(self, conn: Connection, worker_id: str) -> bool:
+        """Give up ``worker_id``'s lease, if it holds it."""
+        with conn:
+            conn.execute(self.q.RELEASE_LEADER, {"worker_id": worker_id})
+            return conn.changes() == 1
+
     # ------------------------------------------------------------ inspection
 
     def checkpoint(self, conn: Connection, *, truncate: bool = False) -> tuple[int, int, int]:

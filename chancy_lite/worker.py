@@ -71,13 +71,15 @@ class Worker:
         self.allowed_modules = tuple(allowed_modules) if allowed_modules is not None else None
         self.backoff = Backoff(backoff_initial, backoff_max, backoff_max_retries)
         self.hub = Hub()
+        #: Set while this worker is the leader (see chancy_lite.plugins.leadership), as Chancy's ``is_leader``.
+        self.is_leader = asyncio.Event()
         self.executors: dict[str, Executor] = {}
         self.heartbeat = Heartbeat(self, heartbeat_poll_interval)
         self.rescuer = Rescuer(self, heartbeat_poll_interval)
         self.queues = QueueWatcher(self, queue_change_poll_interval)
         self.checkpointer = Checkpointer(self)
         self.time_limits = TimeLimits(self, 1.0)
-        self.plugins = PluginRunner(self)
+        self.plugin_runner = PluginRunner(self)
         self._listener: wake.Listener | None = None
         self._channel: wake.Channel | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,7 +93,7 @@ class Worker:
     @property
     def services(self) -> list[Service]:
         """The services a running worker runs, in start order."""
-        services: list[Service] = [self.heartbeat, self.rescuer, self.queues, self.time_limits, self.plugins]
+        services: list[Service] = [self.heartbeat, self.rescuer, self.queues, self.time_limits, self.plugin_runner]
         if self.chancy.path != db.MEMORY:
             services.append(self.checkpointer)
         return services
@@ -165,6 +167,7 @@ class Worker:
             raise MigrationsNeededError(
                 "the database schema is not up to date: run `chancy-lite --db PATH migrate` or `await chancy.migrate()`"
             )
+        self._check_dependencies()
         self._started = True
         await self.chancy.declare(Queue("default"))
         self._channel = self.chancy.channel
@@ -175,6 +178,8 @@ class Worker:
         await self.heartbeat.beat(now)
         await self.rescuer.recover_orphans(now)
         await self.queues.tick(now)
+        for plugin in self.chancy.plugins.values():
+            await plugin.on_worker_started(worker=self)
         for service in self.services:
             task = asyncio.create_task(service.run(), name=service.name)
             task.add_done_callback(self._on_service_done)
@@ -183,6 +188,17 @@ class Worker:
             self._install_signals()
         self.hub.emit("worker.started", {"worker_id": self.worker_id})
         log.info("worker %s started; queues: %s", self.worker_id, ", ".join(sorted(self.executors)) or "none")
+
+    def _check_dependencies(self) -> None:
+        """Every plugin's dependencies are present (Chancy checks them at start too)."""
+        present = set(self.chancy.plugins)
+        for identifier, plugin in self.chancy.plugins.items():
+            missing = [d for d in plugin.get_dependencies() if d not in present]
+            if missing:
+                raise ConfigurationError(
+                    f"plugin {identifier} needs {', '.join(missing)}: add it to Chancy(plugins=[...]), or drop "
+                    "no_default_plugins=True (the defaults include chancy.leadership)"
+                )
 
     def _on_service_done(self, task: asyncio.Task[None]) -> None:
         """A service ended by itself: only an error out of its retries does that. Stop the worker with it."""
@@ -211,6 +227,11 @@ class Worker:
         self.executors.clear()
         for service in self.services:
             await service.close()
+        for plugin in self.chancy.plugins.values():
+            try:
+                await plugin.on_worker_stopped(worker=self)
+            except Exception:
+                log.exception("plugin %s failed in on_worker_stopped", plugin.get_identifier())
         if self._listener is not None:
             asyncio.get_running_loop().remove_reader(self._listener.fileno())
             self._listener.close()
@@ -300,6 +321,6 @@ class Worker:
         """An executor's child exited (``how``): recover the jobs it held, counting each attempt."""
         await self.rescuer.recover_process(pid, how, grace, self.chancy.now())
 
-    async def recover_orphans(self) -> None:
-        """Recover jobs held by processes that are gone (one step of the Rescuer)."""
-        await self.rescuer.recover_orphans(self.chancy.now())
+    async def recover_orphans(self) -> int:
+        """Recover jobs held by processes that are gone (one step of the Rescuer); returns how many."""
+        return await self.rescuer.recover_orphans(self.chancy.now())

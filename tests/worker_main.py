@@ -32,9 +32,16 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--busy-timeout", type=float, default=30.0)
     parser.add_argument("--worker-id")
     parser.add_argument("--no-migrate", action="store_true", help="the file is migrated already (or must be)")
+    parser.add_argument("--leadership", metavar="POLL:TIMEOUT", help="Leadership(poll_interval, timeout) in seconds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    async with Chancy(args.db_path, busy_timeout=args.busy_timeout) as chancy:
+    plugins = []
+    if args.leadership:
+        from chancy_lite.plugins.leadership import Leadership
+
+        poll, timeout = (float(x) for x in args.leadership.split(":"))
+        plugins.append(Leadership(poll_interval=poll, timeout=timeout))
+    async with Chancy(args.db_path, busy_timeout=args.busy_timeout, plugins=plugins) as chancy:
         if not args.no_migrate:
             await chancy.migrate()
         for queue in args.queue:

@@ -14,7 +14,6 @@ Only finished jobs are ever pruned, whatever the rule.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -110,9 +109,13 @@ class Pruner(Plugin):
         """Prune once, now; returns how many jobs were deleted."""
         return chancy._call(chancy.store.prune_jobs, self.rule, now=chancy.now(), limit=self.maximum_to_prune)
 
+    def get_dependencies(self) -> list[str]:
+        return ["chancy.leadership"]
+
     async def run(self, worker: Worker, chancy: Chancy) -> None:
         while True:
-            await asyncio.sleep(self.poll_interval)
+            await self.sleep(self.poll_interval)
+            await self.wait_for_leader(worker)  # one worker prunes, not all of them
             deleted = await worker.db(chancy.store.prune_jobs, self.rule, now=chancy.now(),
                                        limit=self.maximum_to_prune)
             if deleted:

@@ -30,7 +30,7 @@ class PluginRunner(Service):
 
     @property
     def plugins(self) -> list[Any]:
-        return list(self.worker.chancy.plugins)
+        return list(self.worker.chancy.plugins.values())
 
     def start_plugin(self, plugin: Any) -> None:
         name = plugin.get_identifier()

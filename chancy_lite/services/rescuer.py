@@ -28,8 +28,10 @@ class Rescuer(Service):
         await self.recover_orphans(now)
         return None
 
-    async def recover_orphans(self, now: int) -> None:
-        """Recover jobs held by processes that are gone: dead pids on this host, expired workers elsewhere."""
+    async def recover_orphans(self, now: int) -> int:
+        """Recover jobs held by processes that are gone: dead pids on this host, expired workers elsewhere.
+        Returns how many jobs were recovered."""
+        count = 0
         worker = self.worker
         mine = {pid for executor in worker.executors.values() for pid in executor.held_pids()}
         mine.add(os.getpid())
@@ -50,7 +52,9 @@ class Rescuer(Service):
                 return reason
 
             for job, state in await self.recover(holder.worker_id, holder.pid, why, now):
+                count += 1
                 log.warning("recovered orphaned job %s (%s): now %s", job.id, job.func, state)
+        return count
 
     async def recover_process(self, pid: int | None, how: str, grace: float, now: int) -> None:
         """Recover the jobs a dead process of this worker held (``how`` it ended), counting each attempt; a

@@ -22,7 +22,7 @@ def make(tmp_path: Path, *plugins: Pruner, **kwargs: object) -> tuple[Chancy, Cl
 
 def test_default_pruner_deletes_finished_jobs_older_than_a_day_only(tmp_path: Path) -> None:
     chancy, clock = make(tmp_path)
-    [pruner] = [p for p in chancy.plugins if isinstance(p, Pruner)]
+    [pruner] = [p for p in chancy.plugins.values() if isinstance(p, Pruner)]
     old_ok = chancy.sync_push(Job(func="tests.jobs.noop", scheduled_at=clock()))
     old_failed = chancy.sync_push(Job(func="tests.jobs.fail", scheduled_at=clock()))
     drain(chancy)
@@ -57,7 +57,7 @@ def test_rules_combine_queue_state_and_function(tmp_path: Path) -> None:
     }
     drain(chancy, "bulk")
     drain(chancy, "other")
-    [pruner] = chancy.plugins
+    pruner = chancy.plugins["chancy.pruner"]
     assert pruner.prune(chancy) == 3
     left = {j.id for j in chancy.sync_list_jobs(limit=10)}
     assert left == {refs["other_ok"].identifier, refs["bulk_waiting"].identifier}
@@ -66,7 +66,7 @@ def test_rules_combine_queue_state_and_function(tmp_path: Path) -> None:
 
 def test_no_default_plugins_means_no_pruning(tmp_path: Path) -> None:
     chancy, _ = make(tmp_path, no_default_plugins=True)
-    assert chancy.plugins == []
+    assert chancy.plugins == {}
     chancy.close()
 
 

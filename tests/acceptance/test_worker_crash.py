@@ -301,3 +301,24 @@ def test_a_dead_workers_row_expires_and_is_removed(chancy: Chancy) -> None:
     listed, live = asyncio.run(run())
     raw.close()
     assert listed == [live]
+
+
+def test_a_killed_leader_is_replaced_within_its_timeout(chancy: Chancy, db_path: str, tmp_path: Path) -> None:
+    options = ["--leadership", "0.2:1", "--heartbeat-poll-interval", "0.5"]
+
+    def leaders() -> list[str]:
+        return [w["worker_id"] for w in chancy.sync_get_all_workers() if w["is_leader"]]
+
+    with Supervisor(db_path, *options, "--worker-id", "A", log_path=tmp_path / "a.log") as a:
+        a.wait_ready()
+        wait_until(lambda: leaders() == ["A"], timeout=10, message="A leads")
+        with Supervisor(db_path, *options, "--worker-id", "B", log_path=tmp_path / "b.log") as b:
+            b.wait_ready()
+            wait_until(lambda: {w["worker_id"] for w in chancy.sync_get_all_workers()} == {"A", "B"}, timeout=10)
+            assert leaders() == ["A"]  # one leader among two live workers
+            os.killpg(a.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            wait_until(lambda: "B" in leaders(), timeout=10, message="B took over")
+            assert time.monotonic() - killed < 1 + 0.2 + 3  # its lease's timeout and a poll, with slack
+            b.signal(signal.SIGTERM)
+            assert b.wait(15) == 0

@@ -114,7 +114,7 @@ def test_plugin_runner_restarts_a_failed_plugin_after_its_backoff(db_path: str, 
     with Chancy(db_path, clock=clock, plugins=[Flaky()], no_default_plugins=True) as app:
         app.sync_migrate()
         worker = worker_for(app, backoff_initial=2.0, backoff_max=8.0)
-        runner = worker.plugins
+        runner = worker.plugin_runner
 
         async def steps() -> list[int]:
             seen = []
