@@ -214,8 +214,20 @@ class Chancy:
             )
         return None
 
+    def sync_run_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` with this app's connection of the thread it runs on (``run_store``
+        runs it on one of the app's threads and awaits it, so the event loop never waits on SQLite).
+
+        ``fn`` is a store method (``chancy.store.get_all_queues``) or your own function taking an apsw
+        connection. Errors come out as from the public methods (``MigrationsNeededError`` for a missing schema,
+        chancy_lite errors for a locked or read-only file). It does not retry: a worker's loops wrap it in
+        ``Worker.db``, which retries transient errors with the worker's backoff.
+        """
+        return self._call(fn, *args, **kwargs)
+
     async def run_store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(conn, *args, **kwargs)`` on one of this app's threads, with that thread's connection; await it.
+        """Run ``fn(conn, *args, **kwargs)`` with this app's connection of the thread it runs on (``run_store``
+        runs it on one of the app's threads and awaits it, so the event loop never waits on SQLite).
 
         ``fn`` is a store method (``chancy.store.get_all_queues``) or your own function taking an apsw
         connection. Errors come out as from the public methods (``MigrationsNeededError`` for a missing schema,

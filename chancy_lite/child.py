@@ -37,7 +37,7 @@ from chancy_lite import db, execution, proc, wake
 from chancy_lite.execution import Capability
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
-from chancy_lite.outcome import Outcome, next_outcome
+from chancy_lite.outcome import Outcome, next_outcome, run_completion_hooks
 from chancy_lite.store import Store
 from chancy_lite.utils import import_string, micros_now
 
@@ -79,9 +79,23 @@ class ChildConfig:
     log_level: int | None = None
     register_signals: bool = True
     executor: str | None = None  # the queue's executor class (import path): its get_function_and_kwargs is used
+    plugins: str | None = None  # base64 pickle of the plugins whose job hooks run here (see outcome.hooked)
 
 
 # ----------------------------------------------------------------- the runner
+
+
+def _unpickle_plugins(data: str | None) -> list[Any]:
+    if not data:
+        return []
+    import base64
+    import pickle
+
+    try:
+        return list(pickle.loads(base64.b64decode(data)))
+    except Exception:
+        log.exception("cannot load the plugins' job hooks in this child; they will not run here")
+        return []
 
 
 @dataclasses.dataclass
@@ -152,6 +166,8 @@ class Runner:
         self._closed = False
         self._executor_cls: Any = None
         self._preparer: tuple[int, Callable[..., Any], str] | None = None
+        #: Plugins whose on_job_completed runs after each job here (copied from the supervisor by pickle).
+        self.hook_plugins: list[Any] = _unpickle_plugins(config.plugins)
         self._peaks: dict[str, float] = {}  # function -> recent longest run, in seconds (decays by half a run)
 
     # ---- the loop
@@ -468,8 +484,24 @@ class Runner:
         finally:
             self.current = None
         self.after_job(succeeded=error is None and not stopping)
-        return next_outcome(job, error, stopping=stopping, now=self.now(), had_meta=had_meta,
-                            elapsed=time.perf_counter() - started, started_at=started_at)
+        outcome = next_outcome(job, error, stopping=stopping, now=self.now(), had_meta=had_meta,
+                               elapsed=time.perf_counter() - started, started_at=started_at)
+        if self.hook_plugins:
+            outcome = self.run_hooks(job, outcome, error)
+        return outcome
+
+    def run_hooks(self, job: QueuedJob, outcome: Outcome, error: BaseException | None) -> Outcome:
+        """Plugins' ``on_job_completed`` (no worker object here: ``worker`` is None); a failing hook is logged
+        and the outcome kept."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        try:
+            return self._loop.run_until_complete(
+                run_completion_hooks(self.hook_plugins, job, outcome, error, worker=None)
+            )
+        except Exception:
+            log.exception("a plugin's on_job_completed failed for job %s; its outcome is written as it was", job.id)
+            return outcome
 
     def after_job(self, *, succeeded: bool) -> None:
         """Called after each job, once it can no longer be interrupted (process children clean up here)."""

@@ -15,11 +15,12 @@ import json
 import logging
 import re
 import traceback
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from chancy_lite.execution import original
 from chancy_lite.job import QueuedJob
-from chancy_lite.utils import check_json_depth
+from chancy_lite.utils import check_json_depth, from_micros, to_micros
 
 log = logging.getLogger("chancy_lite.child")
 
@@ -75,6 +76,39 @@ def next_outcome(
         meta=meta,
         error=error_entry(job.attempts, error) if error is not None else None,
         started_at=started_at,
+    )
+
+
+def hooked(plugins: Iterable[Any]) -> list[Any]:
+    """The plugins that override ``on_job_completed`` (the others cost nothing per job)."""
+    from chancy_lite.plugin import Plugin
+
+    return [p for p in plugins if getattr(type(p), "on_job_completed", None) is not Plugin.on_job_completed
+            and hasattr(p, "on_job_completed")]
+
+
+async def run_completion_hooks(
+    plugins: Sequence[Any], job: QueuedJob, outcome: Outcome, error: BaseException | None, *, worker: Any
+) -> Outcome:
+    """Let plugins change a finished run (Chancy's ``on_job_completed``): each gets the job as it is about to be
+    written (state, attempts, completed_at, errors) and may return a changed copy; state, scheduled_at,
+    completed_at and meta of the last one are written. A released run (the worker stopped) is not shown."""
+    if not plugins or outcome.state is State.PENDING:
+        return outcome
+    view = dataclasses.replace(
+        job, state=outcome.state, attempts=job.attempts + 1, completed_at=from_micros(outcome.completed_at),
+        errors=[*job.errors, json.loads(outcome.error)] if outcome.error else list(job.errors),
+    )
+    for plugin in plugins:
+        changed = await plugin.on_job_completed(worker=worker, job=view, exc=error, result=None)
+        view = changed if isinstance(changed, QueuedJob) else view
+    retrying = view.state is State.RETRYING
+    return dataclasses.replace(
+        outcome,
+        state=view.state,
+        completed_at=None if retrying else to_micros(view.completed_at) if view.completed_at else outcome.completed_at,
+        scheduled_at=to_micros(view.scheduled_at) if view.scheduled_at != job.scheduled_at else outcome.scheduled_at,
+        meta=dump_meta(view.meta) if (outcome.meta is not None or view.meta) else None,
     )
 
 

@@ -350,7 +350,8 @@ class Store:
         )
         if conn.changes() != 1:
             if not quiet:
-                log.warning("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
+                # Routine when a job is cancelled as it finishes: not worth a warning on every such race.
+                log.info("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
             return False
         if outcome.state in _RUNNABLE_AGAIN:
             self._changed(conn, claimable=(queue, 1))

@@ -24,6 +24,7 @@ from chancy_lite.app import Chancy, RefLike
 from chancy_lite.child import ChildConfig, Runner
 from chancy_lite.errors import ConfigurationError
 from chancy_lite.job import QueuedJob, ref_id
+from chancy_lite.outcome import hooked
 from chancy_lite.utils import UTC, aware
 
 
@@ -53,6 +54,7 @@ def _runner(chancy: Chancy, queue: str) -> Runner:
     )
     runner = Runner(config)
     runner.now = chancy.now
+    runner.hook_plugins = hooked(chancy.plugins.values())  # the app's own objects: no copy in this process
     return runner
 
 

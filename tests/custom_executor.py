@@ -24,3 +24,12 @@ class BrokenStart(ThreadedExecutor):
 
     async def start(self) -> None:
         raise RuntimeError("cannot start this executor")
+
+
+class StartHangs(ThreadedExecutor):
+    """An executor whose start() never returns."""
+
+    async def start(self) -> None:
+        import asyncio
+
+        await asyncio.sleep(3600)

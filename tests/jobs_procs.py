@@ -120,3 +120,11 @@ def hold_the_gil(*, seconds: int, path: str) -> None:
     stamp(path=path, value="started")
     ctypes.PyDLL(None).sleep(seconds)
     stamp(path=path, value="done")
+
+
+def fail_until(*, path: str, succeed_on: int, ctx: QueuedJob) -> str:
+    """Record the start of each attempt, and fail until attempt ``succeed_on`` (1-based)."""
+    stamp(path=path, value=f"attempt {ctx.attempts + 1}")
+    if ctx.attempts + 1 < succeed_on:
+        raise RuntimeError(f"attempt {ctx.attempts + 1} fails")
+    return "ok"

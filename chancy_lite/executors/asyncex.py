@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from chancy_lite import execution, wake
+from chancy_lite import execution, outcome, wake
 from chancy_lite.child import Runner
 from chancy_lite.execution import Capability
 from chancy_lite.executors.base import Executor, Slot
@@ -138,8 +138,16 @@ class AsyncExecutor(Executor):
             stopping, error = self.stopping, exc
         except BaseException as exc:  # the job's failure is data, whatever it raised
             error = exc
-        return next_outcome(job, error, stopping=stopping, now=micros_now(), had_meta=had_meta,
+        done = next_outcome(job, error, stopping=stopping, now=micros_now(), had_meta=had_meta,
                             elapsed=time.perf_counter() - started, started_at=started_at)
+        hooks = outcome.hooked(self.context.chancy.plugins.values())
+        if hooks:
+            try:
+                done = await outcome.run_completion_hooks(hooks, job, done, error, worker=self.worker)
+            except Exception:
+                log.exception("a plugin's on_job_completed failed for job %s; its outcome is written as it was",
+                              job.id)
+        return done
 
     async def _call(self, job: QueuedJob) -> None:
         execution.check_allowed(job.func, self.context.allowed_modules)

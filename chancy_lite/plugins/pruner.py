@@ -107,7 +107,7 @@ class Pruner(Plugin):
 
     def prune(self, chancy: Chancy) -> int:
         """Prune once, now; returns how many jobs were deleted."""
-        return chancy._call(chancy.store.prune_jobs, self.rule, now=chancy.now(), limit=self.maximum_to_prune)
+        return chancy.sync_run_store(chancy.store.prune_jobs, self.rule, now=chancy.now(), limit=self.maximum_to_prune)
 
     def get_dependencies(self) -> list[str]:
         return ["chancy.leadership"]

@@ -24,6 +24,10 @@ _ADVICE = (
     "install it where this worker runs, or declare the queue again with another executor (upsert=True); "
     "this worker serves its other queues"
 )
+_BROKEN_ADVICE = (
+    "fix the executor, or declare the queue again with another one (upsert=True); this worker serves its other "
+    "queues"
+)
 
 
 class QueueWatcher(Service):
@@ -43,6 +47,7 @@ class QueueWatcher(Service):
         self._changed = asyncio.Event()
         self._served_once: set[str] = set()
         self._unloadable: set[tuple[str, str]] = set()
+        self.start_timeout = 30.0  # seconds an executor's start() may take before its queue is given up
         # Executors of paused, removed or reconfigured queues, stopping in the background: name -> (executor, task).
         self.retiring: dict[str, tuple[Executor, asyncio.Task[None]]] = {}
 
@@ -77,11 +82,12 @@ class QueueWatcher(Service):
                 continue
             updated = name in self._served_once
             try:
-                await started.start()
+                await asyncio.wait_for(started.start(), self.start_timeout)
             except Exception as exc:
+                why = f"did not start within {self.start_timeout:g} s" if isinstance(exc, TimeoutError) else (
+                    f"failed to start ({type(exc).__name__}: {exc})")
                 self._refuse(queue, InvalidExecutorError(
-                    f"queue {name!r}: its executor {queue.executor} failed to start ({type(exc).__name__}: "
-                    f"{exc}): {_ADVICE}"))
+                    f"queue {name!r}: its executor {queue.executor} {why}: {_BROKEN_ADVICE}"))
                 with contextlib.suppress(Exception):
                     await started.stop(0)
                 continue
@@ -110,7 +116,7 @@ class QueueWatcher(Service):
             if not isinstance(exc, InvalidExecutorError):
                 exc = InvalidExecutorError(
                     f"queue {queue.name!r}: its executor {queue.executor} failed to start "
-                    f"({type(exc).__name__}: {exc}): {_ADVICE}"
+                    f"({type(exc).__name__}: {exc}): {_BROKEN_ADVICE}"
                 )
             self._refuse(queue, exc)
             return None

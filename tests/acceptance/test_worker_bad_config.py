@@ -104,22 +104,26 @@ def test_executors_that_fail_to_build_or_start_are_reported_and_the_others_serve
     chancy: Chancy, caplog: pytest.LogCaptureFixture
 ) -> None:
     for name, executor in (("init", "tests.custom_executor.BrokenInit"), ("start", "tests.custom_executor.BrokenStart"),
-                           ("fine", "tests.custom_executor.CustomExecutor")):
+                           ("hangs", "tests.custom_executor.StartHangs"),
+                           ("zfine", "tests.custom_executor.CustomExecutor")):  # served after the others
         chancy.sync_declare(Queue(name, executor=executor, polling_interval=60))
-    ref = chancy.sync_push(Job(func="tests.jobs.noop", queue="fine"))
+    ref = chancy.sync_push(Job(func="tests.jobs.noop", queue="zfine"))
 
     async def main() -> tuple[set[str], QueuedJob | None]:
-        async with Worker(chancy, register_signal_handlers=False) as worker:
+        worker = Worker(chancy, register_signal_handlers=False)
+        worker.queues.start_timeout = 0.5
+        async with worker:
             job = await chancy.wait_for_job(ref, timeout=20)
             await worker.queues.tick(chancy.now())  # once more: still one error line per queue
             return set(worker.executors), job
 
     served, job = asyncio.run(main())
-    assert "fine" in served and not served & {"init", "start"}
+    assert "zfine" in served and not served & {"init", "start", "hangs"}
     assert job is not None and job.state is QueuedJob.State.SUCCEEDED
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len([e for e in errors if "'init'" in e]) == 1 and "cannot build this executor" in str(errors)
     assert len([e for e in errors if "'start'" in e]) == 1 and "cannot start this executor" in str(errors)
+    assert len([e for e in errors if "'hangs'" in e]) == 1 and "did not start within 0.5 s" in str(errors)
 
 
 def test_an_abstract_executor_is_refused_at_declare(chancy: Chancy) -> None:

@@ -459,7 +459,8 @@ EX_CALLS: dict[str, Any] = {"declare_ex": Queue("q"), "push_ex": Job(func=FUNC),
 
 def test_the_list_of_schema_calls_covers_every_public_method() -> None:
     public = {name[len("sync_"):] for name in dir(Chancy) if name.startswith("sync_")}
-    assert public - {"migrate", "is_up_to_date"} == set(SCHEMA_CALLS) | set(EX_CALLS)
+    # run_store runs whatever function it is given: its errors are those of that function's SQL.
+    assert public - {"migrate", "is_up_to_date", "run_store"} == set(SCHEMA_CALLS) | set(EX_CALLS)
 
 
 def call_sync(app: Chancy, name: str) -> None:
