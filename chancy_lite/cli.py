@@ -40,7 +40,7 @@ from chancy_lite.db import MEMORY
 from chancy_lite.errors import ChancyError, JobNotFoundError, MigrationsNeededError
 from chancy_lite.job import Job, Limit, QueuedJob
 from chancy_lite.queue import MAX_SECONDS, ExecutorPath, Queue
-from chancy_lite.utils import UTC, aware, import_string, utcnow
+from chancy_lite.utils import UTC, aware, import_string, is_text, utcnow
 
 PROG = "chancy-lite"
 DB_ENV = "CHANCY_LITE_DB"
@@ -163,15 +163,6 @@ def _check_arguments_are_text(args: argparse.Namespace) -> None:
             for text in item if isinstance(item, tuple) else [item]:
                 if isinstance(text, str) and not is_text(text):
                     raise UsageError(f"{text!r} is not valid text: it holds bytes that are not UTF-8")
-
-
-def is_text(value: str) -> bool:
-    """Whether ``value`` can be encoded as UTF-8 (it holds no lone surrogate)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from chancy_lite.errors import InvalidJobError
-from chancy_lite.utils import UTC, aware, importable_name, utcnow
+from chancy_lite.utils import UTC, aware, importable_name, is_text, utcnow
 
 _FUNC_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,99}$")
@@ -64,15 +64,6 @@ class Limit:
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> Limit:
         return cls(Limit.Type(data["t"]), data["v"])
-
-
-def _is_text(value: str) -> bool:
-    """Whether ``value`` can be stored as UTF-8 (it holds no lone surrogate)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 _MAX_LIMITS = {Limit.Type.TIME: 1e9, Limit.Type.MEMORY: 2**62}  # past these, timers and rlimits overflow
@@ -136,7 +127,7 @@ class Job:
             f"unique_key must be a non-empty string or None, got {self.unique_key!r}",
         )
         _check(
-            self.unique_key is None or _is_text(self.unique_key),
+            self.unique_key is None or is_text(self.unique_key),
             f"unique_key {self.unique_key!r} is not valid text: it holds a lone surrogate (undecodable bytes?)",
         )
         _check(

@@ -140,6 +140,15 @@ def timed_block() -> Iterator[Any]:
 # ------------------------------------------------------------------------ time
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be stored or printed as UTF-8 (it holds no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(UTC)
 
