@@ -294,12 +294,31 @@ DELETE FROM {p}jobs WHERE rowid IN (
     SELECT rowid FROM {p}jobs WHERE state IN ('succeeded', 'failed') AND ({{rule}}) LIMIT ?
 )
 """
-PRUNE_COLUMNS = {"queue": "queue", "state": "state", "func": "func"}
+# The columns a rule (chancy_lite.rule) can test, and how it tests text.
+RULE_COLUMNS = {
+    "queue": "queue", "state": "state", "func": "func", "id": "id", "priority": "priority", "attempts": "attempts",
+    "created_at": "created_at", "scheduled_at": "scheduled_at",
+}
+RULE_LIKE = " LIKE ? ESCAPE '\\'"  # after the column; a backslash escapes % and _ in the value
 PRUNE_AGE = "(? - created_at)"  # microseconds since the job was created
 # Let "older than" rules use the finished-jobs index (for Age() > v and Age() >= v).
 PRUNE_FINISHED_BEFORE = "completed_at < ?"
 PRUNE_FINISHED_BY = "completed_at <= ?"
 PRUNE_OPERATORS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+# reprioritize: raise the priority of up to :n waiting jobs matching a rule, in id order after :after and up to
+# :upper (the highest id when the pass began), so each job is raised at most once per pass (Chancy 0.26).
+REPRIORITIZE_JOBS = """
+UPDATE {p}jobs SET priority = priority + ? WHERE rowid IN (
+    SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_claim
+    WHERE state IN ('pending', 'retrying') AND id > ? AND id <= ? AND ({{rule}})
+    ORDER BY id LIMIT ?
+)
+RETURNING id
+"""
+MAX_JOB_ID = "SELECT max(id) FROM {p}jobs"
+# The ids of jobs matching a rule (for inspection and tests), in id order.
+MATCHING_JOB_IDS = "SELECT id FROM {p}jobs WHERE ({{rule}}) ORDER BY id"
 
 # list: newest first, optional filters (NULL = any).
 LIST_JOBS = (

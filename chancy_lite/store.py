@@ -395,10 +395,35 @@ class Store:
 
     def prune_jobs(self, conn: Connection, rule: tuple[Any, ...], *, now: int, limit: int) -> int:
         """Delete up to ``limit`` finished jobs matching a pruning rule (see chancy_lite.plugins.pruner)."""
-        where, params = _compile_rule(rule, now)
+        where, params = _compile_rule(rule, now, finished=True)
         with conn:
             conn.execute(self.q.PRUNE_JOBS.format(rule=where), [*params, limit])
             return conn.changes()
+
+    def reprioritize_jobs(
+        self, conn: Connection, rule: tuple[Any, ...], *, now: int, increase: int, batch_size: int
+    ) -> int:
+        """Raise by ``increase`` the priority of the waiting jobs matching ``rule``, each at most once: in id
+        order, ``batch_size`` per transaction, up to the highest id when the pass began. Returns how many."""
+        where, params = _compile_rule(rule, now)
+        upper = _fetch(conn, self.q.MAX_JOB_ID)[0][0]
+        after, total = "", 0
+        while upper is not None:
+            with conn:
+                rows = _fetch(conn, self.q.REPRIORITIZE_JOBS.format(rule=where),
+                              [increase, after, upper, *params, batch_size])
+            if not rows:
+                break
+            total += len(rows)
+            after = max(r[0] for r in rows)
+            if len(rows) < batch_size:
+                break
+        return total
+
+    def matching_job_ids(self, conn: Connection, rule: tuple[Any, ...], *, now: int) -> list[str]:
+        """The ids of the jobs matching ``rule``, in id order."""
+        where, params = _compile_rule(rule, now)
+        return [r[0] for r in _fetch(conn, self.q.MATCHING_JOB_IDS.format(rule=where), params)]
 
     def purge_job(self, conn: Connection, job_id: str) -> bool:
         with conn:
@@ -580,23 +605,36 @@ def _fetch(conn: Connection, statement: str, params: Any = None) -> list[Row]:
     return conn.execute(statement, params).fetchall()
 
 
-def _compile_rule(rule: tuple[Any, ...], now: int) -> tuple[str, list[Any]]:
-    """A pruning rule as a WHERE fragment and its parameters (every value bound, never spliced)."""
+def _compile_rule(rule: tuple[Any, ...], now: int, *, finished: bool = False) -> tuple[str, list[Any]]:
+    """A rule (chancy_lite.rule) as a WHERE fragment and its parameters (every value bound, never spliced).
+
+    ``finished``: only finished jobs are candidates, so ``Age() > v`` may also use the finished-jobs index.
+    """
     kind = rule[0]
     if kind in ("and", "or"):
-        left, left_params = _compile_rule(rule[1], now)
-        right, right_params = _compile_rule(rule[2], now)
+        left, left_params = _compile_rule(rule[1], now, finished=finished)
+        right, right_params = _compile_rule(rule[2], now, finished=finished)
         return f"({left}) {kind.upper()} ({right})", [*left_params, *right_params]
     _, field, op, value = rule
-    operator = sql.PRUNE_OPERATORS[op]
+    if isinstance(value, tuple) and value and value[0] == "datetime":
+        value = value[1]
     if field == "age":
+        if op in ("contains", "ilike"):
+            raise ValueError("Age() compares with numbers (seconds), not text")
+        operator = sql.PRUNE_OPERATORS[op]
         micros = int(float(value) * 1_000_000)
         text = f"{sql.PRUNE_AGE} {operator} ?"
-        if op in (">", ">="):
-            finished = sql.PRUNE_FINISHED_BEFORE if op == ">" else sql.PRUNE_FINISHED_BY
-            return f"{finished} AND {text}", [now - micros, now, micros]
+        if finished and op in (">", ">="):
+            finished_since = sql.PRUNE_FINISHED_BEFORE if op == ">" else sql.PRUNE_FINISHED_BY
+            return f"{finished_since} AND {text}", [now - micros, now, micros]
         return text, [now, micros]
-    return f"{sql.PRUNE_COLUMNS[field]} {operator} ?", [value.value if hasattr(value, "value") else value]
+    column = sql.RULE_COLUMNS[field]
+    if op == "contains":
+        escaped = str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return column + sql.RULE_LIKE, [f"%{escaped}%"]
+    if op == "ilike":
+        return f"{column} LIKE ?", [str(value)]
+    return f"{column} {sql.PRUNE_OPERATORS[op]} ?", [value]
 
 
 class _Statements:

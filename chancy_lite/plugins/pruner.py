@@ -5,19 +5,20 @@ than a day unless ``no_default_plugins=True`` or another ``Pruner`` is given::
 
     Chancy(path, plugins=[Pruner((Pruner.Rules.Age() > 3600) | (Pruner.Rules.Queue() == "bulk"))])
 
-Rules compare ``Age()`` (seconds since the job was created; only jobs that also
-finished that long ago are pruned), ``Queue()``, ``State()`` and ``Job()`` (the
-function path) with ``== != < <= > >=`` and combine with ``&`` and ``|`` (which bind tighter than the
-comparisons: parenthesise each comparison).
-Only finished jobs are ever pruned, whatever the rule.
+Rules are ``chancy_lite.rule.JobRules`` (also ``Pruner.Rules``): ``Age()`` (seconds since the job was created;
+only jobs that also finished that long ago are pruned), ``Queue()``, ``State()``, ``Job()`` (the function path),
+``CreatedAt()``, ``ScheduledAt()``, ``ID()``, ``Priority()``, ``Attempts()``, compared with ``== != < <= > >=`` or
+``.contains()`` and combined with ``&`` and ``|`` (which bind tighter than the comparisons: parenthesise each
+comparison). Only finished jobs are ever pruned, whatever the rule.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from chancy_lite.plugin import Plugin
+from chancy_lite.rule import Condition, JobRules
 
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
@@ -25,68 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Rule = tuple[Any, ...]  # ("cmp", field, op, value) | ("and" | "or", rule, rule); compiled by the store
-
-
-class _Combinable:
-    rule: Rule
-
-    def __and__(self, other: _Combinable) -> _Expr:
-        return _Expr(("and", self.rule, other.rule))
-
-    def __or__(self, other: _Combinable) -> _Expr:
-        return _Expr(("or", self.rule, other.rule))
-
-
-class _Expr(_Combinable):
-    def __init__(self, rule: Rule) -> None:
-        self.rule = rule
-
-    def __repr__(self) -> str:
-        return f"<rule {self.rule!r}>"
-
-
-class _Field:
-    name = ""
-
-    def _cmp(self, op: str, value: object) -> _Expr:
-        return _Expr(("cmp", self.name, op, value))
-
-    def __eq__(self, value: object) -> _Expr:  # type: ignore[override]
-        return self._cmp("==", value)
-
-    def __ne__(self, value: object) -> _Expr:  # type: ignore[override]
-        return self._cmp("!=", value)
-
-    def __lt__(self, value: object) -> _Expr:
-        return self._cmp("<", value)
-
-    def __le__(self, value: object) -> _Expr:
-        return self._cmp("<=", value)
-
-    def __gt__(self, value: object) -> _Expr:
-        return self._cmp(">", value)
-
-    def __ge__(self, value: object) -> _Expr:
-        return self._cmp(">=", value)
-
-    __hash__ = object.__hash__
-
-
-class Rules:
-    """The fields a pruning rule can test."""
-
-    class Age(_Field):
-        name = "age"
-
-    class Queue(_Field):
-        name = "queue"
-
-    class State(_Field):
-        name = "state"
-
-    class Job(_Field):
-        name = "func"
+Rules = JobRules  # Pruner.Rules, as Chancy: the fields of chancy_lite.rule
 
 
 class Pruner(Plugin):
@@ -95,7 +35,7 @@ class Pruner(Plugin):
     Rules = Rules
 
     def __init__(
-        self, rule: _Combinable | None = None, *, maximum_to_prune: int = 10_000, poll_interval: float = 60
+        self, rule: Condition | None = None, *, maximum_to_prune: int = 10_000, poll_interval: float = 60
     ) -> None:
         self.rule = (rule if rule is not None else Rules.Age() > 86_400).rule
         self.maximum_to_prune = maximum_to_prune

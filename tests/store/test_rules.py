@@ -1,0 +1,96 @@
+"""chancy_lite.rule: every rule means the same compiled to SQL (on a real file) and evaluated on a job in
+Python; Reprioritize raises each matching waiting job once per pass."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+
+from chancy_lite import Chancy, Job, QueuedJob
+from chancy_lite.plugins.pruner import Pruner
+from chancy_lite.plugins.reprioritize import Reprioritize
+from chancy_lite.rule import Condition
+from chancy_lite.rule import JobRules as R
+from chancy_lite.testing import Clock, drain
+from chancy_lite.utils import UTC
+
+START = dt.datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
+
+
+@pytest.fixture
+def app(db_path: str, clock: Clock) -> Iterator[Chancy]:
+    with Chancy(db_path, clock=clock, no_default_plugins=True) as chancy:
+        chancy.sync_migrate()
+        yield chancy
+
+
+def sample(app: Chancy, clock: Clock) -> list[QueuedJob]:
+    refs = []
+    for i, (queue, func, priority) in enumerate([
+        ("bulk", "tests.jobs.noop", 0), ("mail", "tests.jobs.fail", 5), ("bulk", "tests.jobs.fail", -1),
+        ("reports_10", "tests.jobs.noop", 2), ("Mail", "tests.jobs.noop", 9), ("reportsx10", "tests.jobs.noop", 1),
+    ]):
+        refs.append(app.sync_push(Job(func=func, queue=queue, priority=priority,
+                                      scheduled_at=START + dt.timedelta(minutes=i))))
+        clock.advance(seconds=30)
+    for queue in ("bulk", "mail"):
+        clock.advance(minutes=10)
+        drain(app, queue)
+    return app.sync_get_jobs(refs)
+
+
+RULES: list[Condition] = [
+    R.Queue() == "bulk",
+    R.Queue() != "bulk",
+    R.Queue().contains("MAIL"),
+    R.Queue().contains("s_1"),  # _ is literal here, not LIKE's any-character
+    R.Queue().ilike("rep%"),
+    R.Job() == "tests.jobs.fail",
+    R.State() == QueuedJob.State.FAILED,
+    (R.Age() > 1230) & (R.State() == "pending"),
+    R.Age() <= 1230,
+    R.Priority() >= 2,
+    R.Attempts() == 1,
+    R.ScheduledAt() < START + dt.timedelta(minutes=2),
+    R.CreatedAt() >= START + dt.timedelta(seconds=60),
+    (R.Queue() == "bulk") | (R.Priority() > 8),
+    (R.Queue() == "bulk") & ((R.State() == "succeeded") | (R.Priority() < 0)),
+]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[repr(r.rule) for r in RULES])
+def test_sql_and_python_agree(app: Chancy, clock: Clock, rule: Condition) -> None:
+    jobs = sample(app, clock)
+    in_python = [j.id for j in jobs if rule.matches(j, clock())]
+    in_sql = app.sync_run_store(app.store.matching_job_ids, rule.rule, now=app.now())
+    assert in_sql == in_python
+
+
+def test_the_rules_catch_what_they_say(app: Chancy, clock: Clock) -> None:
+    jobs = {j.queue + ":" + j.func.rsplit(".", 1)[1]: j for j in sample(app, clock)}
+    assert {k for k, j in jobs.items() if R.Queue().contains("MAIL").matches(j, clock())} == {"mail:fail", "Mail:noop"}
+    assert {k for k, j in jobs.items() if R.Queue().contains("s_1").matches(j, clock())} == {"reports_10:noop"}
+    assert Pruner.Rules is R and Reprioritize.Rules is R
+
+
+def test_reprioritize_raises_each_waiting_match_once_per_pass(app: Chancy, clock: Clock) -> None:
+    waiting = [app.sync_push(Job(func="tests.jobs.noop", queue="q", scheduled_at=START + dt.timedelta(hours=1)))
+               for _ in range(25)]
+    other = app.sync_push(Job(func="tests.jobs.noop", queue="other", scheduled_at=START + dt.timedelta(hours=1)))
+    done = app.sync_push(Job(func="tests.jobs.noop", queue="q"))
+    drain(app, "q")  # only `done` is due
+    plugin = Reprioritize(R.Queue() == "q", priority_increase=2, batch_size=4)
+    assert plugin.reprioritize_jobs(app) == 25  # 7 transactions of at most 4, each job once
+    assert plugin.reprioritize_jobs(app) == 25
+    priorities = {j.id: j.priority for j in app.sync_get_jobs([*waiting, other, done])}
+    assert {priorities[r.identifier] for r in waiting} == {4}
+    assert priorities[other.identifier] == 0 and priorities[done.identifier] == 0  # not matching; finished
+    with pytest.raises(ValueError, match="batch_size"):
+        Reprioritize(R.Queue() == "q", batch_size=0)
