@@ -567,15 +567,17 @@ class Chancy:
         await self._run(self.sync_cancel_job, ref)
 
     def sync_retry_jobs(self, refs: Iterable[RefLike]) -> list[Reference]:
-        """Put failed jobs back to pending, due now, allowing one more attempt if none is left; returns
-        the References of the jobs that were failed and are now pending.
+        """Run finished jobs (succeeded or failed) again, as Chancy 0.26: ``retrying``, due now, ``attempts``
+        back to 0 (``errors`` kept, ``max_attempts`` unchanged). Waiting and running jobs, and a job whose
+        ``unique_key`` another active job holds, are left as they are. Returns the References retried.
         """
         now = self.now()
         return [Reference(i) for i in map(ref_id, refs) if self._call(self.store.retry_job, i, now=now)]
 
     async def retry_jobs(self, refs: Iterable[RefLike]) -> list[Reference]:
-        """Put failed jobs back to pending, due now, allowing one more attempt if none is left; returns
-        the References of the jobs that were failed and are now pending.
+        """Run finished jobs (succeeded or failed) again, as Chancy 0.26: ``retrying``, due now, ``attempts``
+        back to 0 (``errors`` kept, ``max_attempts`` unchanged). Waiting and running jobs, and a job whose
+        ``unique_key`` another active job holds, are left as they are. Returns the References retried.
         """
         return await self._run(self.sync_retry_jobs, list(refs))
 

@@ -276,14 +276,23 @@ RETURNING state, taken_by, holder_pid, queue
 """
 GET_JOB_HOLDER = "SELECT state, taken_by, holder_pid FROM {p}jobs WHERE id = ?"
 
-# retry: failed -> pending now, with one more try allowed if none is left.
+# retry (Chancy 0.26): a finished job (succeeded or failed) -> retrying now with its full attempt budget again
+# (attempts 0; errors kept). Not while another job holds its unique key.
 RETRY_JOB = """
 UPDATE {p}jobs
-SET state = 'pending',
+SET state = 'retrying',
+    attempts = 0,
     scheduled_at = :now,
+    started_at = NULL,
     completed_at = NULL,
-    max_attempts = max(max_attempts, attempts + 1)
-WHERE id = :id AND state = 'failed'
+    taken_by = NULL,
+    holder_pid = NULL,
+    holder_start = NULL
+WHERE id = :id AND state IN ('succeeded', 'failed')
+    AND (unique_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM {p}jobs AS other
+        WHERE other.unique_key = {p}jobs.unique_key AND other.state IN ('pending', 'running', 'retrying')
+    ))
 RETURNING queue
 """
 PURGE_JOB = "DELETE FROM {p}jobs WHERE id = ?"

@@ -87,8 +87,9 @@ class Worker:
         self._started = False
         self._stopping = False
         self._signals = 0
-        self._stop_task: asyncio.Future[None] | None = None
+        self._stop_task: asyncio.Future[bool] | None = None
         self._failure: BaseException | None = None
+        self._clean = True
 
     @property
     def services(self) -> list[Service]:
@@ -210,20 +211,25 @@ class Worker:
             self._failure = error
             self._stop_task = asyncio.ensure_future(self.stop())
 
-    async def stop(self) -> None:
-        """Stop claiming, let running jobs finish within ``shutdown_timeout``, then interrupt the rest."""
+    async def stop(self, *, timeout: float | None = None) -> bool:
+        """Stop claiming, let running jobs finish within ``timeout`` seconds (default ``shutdown_timeout``), then
+        interrupt the rest. Returns True when every job finished in time (Chancy 0.26); a concurrent call waits
+        for the first and returns its result."""
         if not self._started:
-            return
+            return True
         if self._stopping:
             await self._stopped.wait()
-            return
+            return self._clean
+        if timeout is not None:
+            self.shutdown_timeout = timeout
         self._stopping = True
         log.info("worker %s stopping (waiting up to %s s for running jobs)", self.worker_id, self.shutdown_timeout)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         executors = [*self.executors.values(), *await self.queues.stop_retiring()]
-        await asyncio.gather(*(ex.stop(self.shutdown_timeout) for ex in executors))
+        results = await asyncio.gather(*(ex.stop(self.shutdown_timeout) for ex in executors))
+        self._clean = all(result is not False for result in results)
         self.executors.clear()
         for service in self.services:
             await service.close()
@@ -238,9 +244,15 @@ class Worker:
         with contextlib.suppress(Exception):
             await self.chancy.run_store(self.chancy.store.delete_worker, self.worker_id)
         self._remove_signals()
-        self.hub.emit("worker.stopped", {"worker_id": self.worker_id})
+        self.hub.emit("worker.stopped" if self._clean else "worker.shutdown_timeout", {"worker_id": self.worker_id})
         self._stopped.set()
-        log.info("worker %s stopped", self.worker_id)
+        log.info("worker %s stopped%s", self.worker_id, "" if self._clean else " (jobs were interrupted)")
+        return self._clean
+
+    async def flush(self) -> None:
+        """Chancy 0.26's ``flush()``: write accepted job updates now. chancy_lite's children write each outcome
+        with their next claim (or at once, when a job runs long), so nothing waits in the supervisor: this
+        returns at once."""
 
     async def wait_for_shutdown(self) -> None:
         """Return once the worker has stopped; raise the error that stopped it, if one did."""

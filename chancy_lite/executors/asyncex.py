@@ -176,7 +176,7 @@ class AsyncExecutor(Executor):
         task.cancel()
         return True
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, timeout: float) -> bool:
         self.stopping = True
         for event in self.events.values():
             event.set()
@@ -191,6 +191,7 @@ class AsyncExecutor(Executor):
         for journal in self.journals.values():
             journal.close(remove=not still)
         self._db_thread.shutdown(wait=False)
+        return not still
 
     def kill(self) -> None:
         self.stopping = True

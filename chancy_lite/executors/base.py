@@ -201,8 +201,9 @@ class Executor(abc.ABC):
     async def start(self) -> None: ...
 
     @abc.abstractmethod
-    async def stop(self, timeout: float) -> None:
-        """Stop claiming; let running jobs finish within ``timeout``; then interrupt them."""
+    async def stop(self, timeout: float) -> bool | None:
+        """Stop claiming; let running jobs finish within ``timeout``; then interrupt them. Returns False when
+        jobs had to be interrupted (True or None: a clean stop)."""
 
     @abc.abstractmethod
     def cancel(self, job_id: str, pid: int | None) -> bool:

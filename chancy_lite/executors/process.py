@@ -156,20 +156,21 @@ class ProcessExecutor(Executor):
         _, still = await asyncio.wait(pending, timeout=max(timeout, 0))
         return not still
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, timeout: float) -> bool:
         self.stopping = True
         # SIGTERM alone (no mailbox "s" as well): a second signal could land while a child that already
         # stopped is finalising, when Python has restored the default handlers, and kill it.
         self._signal_all(signal.SIGTERM)
         if await self._wait_exits(timeout):
-            return
+            return True
         log.warning("queue %s: jobs still running after %.1f s; interrupting them", self.queue.name, timeout)
         self._signal_all(signal.SIGUSR2)
         if await self._wait_exits(self.timeout_grace):
-            return
+            return False
         log.warning("queue %s: children did not stop; killing them", self.queue.name)
         self._signal_all(signal.SIGKILL)
         await self._wait_exits(10)
+        return False
 
     def kill(self) -> None:
         self.stopping = True

@@ -54,15 +54,17 @@ class ThreadedExecutor(Executor):
             runner.cancelled_claims.add(job_id)
         return False
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, timeout: float) -> bool:
         self.stopping = True
         for key, runner in self.runners.items():
             runner.stopping = True
             self.context.send_to_child(key, wake.STOP)
-        if not await self._join(timeout):
-            for runner in self.runners.values():
-                runner.interrupt(WorkerShutdown)
-            await self._join(self.timeout_grace)
+        if await self._join(timeout):
+            return True
+        for runner in self.runners.values():
+            runner.interrupt(WorkerShutdown)
+        await self._join(self.timeout_grace)
+        return False
 
     async def _join(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s (any float, inf too) for the threads to end. Polls, so it can be cancelled

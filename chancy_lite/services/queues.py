@@ -49,7 +49,7 @@ class QueueWatcher(Service):
         self._unloadable: set[tuple[str, str]] = set()
         self.start_timeout = 30.0  # seconds an executor's start() may take before its queue is given up
         # Executors of paused, removed or reconfigured queues, stopping in the background: name -> (executor, task).
-        self.retiring: dict[str, tuple[Executor, asyncio.Task[None]]] = {}
+        self.retiring: dict[str, tuple[Executor, asyncio.Task[bool | None]]] = {}
 
     def changed(self) -> None:
         """A queue may have changed: tick now."""
@@ -134,7 +134,7 @@ class QueueWatcher(Service):
         task = asyncio.create_task(executor.stop(timeout), name=f"retire {name}")
         self.retiring[name] = (executor, task)
 
-        def done(_: asyncio.Task[None]) -> None:
+        def done(_: asyncio.Task[bool | None]) -> None:
             if self.retiring.get(name, (None,))[0] is executor:
                 del self.retiring[name]
             self.changed()

@@ -541,3 +541,26 @@ def test_start_declares_default_tags_events_and_worker_listing(chancy: Chancy) -
     job = chancy.sync_get_job(stranded)
     assert job is not None and job.state is QueuedJob.State.PENDING  # nobody serves "elsewhere"
     assert chancy.sync_get_all_workers() == []  # the stopped worker removed its row
+
+
+def test_stop_says_whether_every_job_finished_in_time(chancy: Chancy, tmp_path: Path) -> None:
+    """Chancy 0.26: ``stop()`` returns True for a clean drain, False when jobs had to be interrupted (and the hub
+    says ``worker.shutdown_timeout`` instead of ``worker.stopped``)."""
+    declare(chancy, "default", concurrency=1)
+    path = str(tmp_path / "runs")
+
+    async def run(seconds: float) -> tuple[bool, list[str]]:
+        worker = Worker(chancy, register_signal_handlers=False, shutdown_timeout=0.5)
+        seen: list[str] = []
+        for event in ("worker.stopped", "worker.shutdown_timeout"):
+            worker.hub.on(event, lambda ev, seen=seen: seen.append(ev.name))
+        await worker.start()
+        if seconds:
+            await chancy.push(Job(func="tests.jobs.pid_then_sleep", kwargs={"path": path, "seconds": seconds},
+                                  max_attempts=2))
+            await until(lambda: lines(path), message="the job started")
+        await worker.flush()  # nothing waits in the supervisor: returns at once
+        return await worker.stop(), seen
+
+    assert asyncio.run(run(0)) == (True, ["worker.stopped"])
+    assert asyncio.run(run(30)) == (False, ["worker.shutdown_timeout"])

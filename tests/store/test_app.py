@@ -415,18 +415,27 @@ def test_cancel_job_fails_a_pending_job_with_a_cancelled_error(api: Api) -> None
     api.cancel_job(chancy_uuid())
 
 
-def test_retry_jobs_puts_failed_jobs_back_to_pending(api: Api) -> None:
-    failed = api.push(a_job(1))
+def test_retry_jobs_gives_finished_jobs_their_attempts_again(api: Api) -> None:
+    """Chancy 0.26: retrying, due now, attempts back to 0 (errors kept, max_attempts as it was)."""
+    failed = api.push(a_job(1, max_attempts=2))
     pending = api.push(a_job(2))
     api.cancel_job(failed)
+    before = api.get_job(failed)
     retried = api.retry_jobs([failed, pending, chancy_uuid()])
     assert retried == [failed]
     job_ = api.get_job(failed)
-    assert job_.state is PENDING
-    assert job_.completed_at is None
-    assert job_.max_attempts > job_.attempts  # claimable again
+    assert (job_.state, job_.attempts, job_.max_attempts) == (QueuedJob.State.RETRYING, 0, 2)
+    assert job_.completed_at is None and job_.started_at is None and job_.errors == before.errors
     assert job_.scheduled_at <= dt.datetime.now(UTC)
-    assert api.get_job(pending).state is PENDING
+    assert api.get_job(pending).state is PENDING  # a waiting job is left as it is
+
+
+def test_retry_jobs_leaves_a_job_whose_unique_key_is_taken_again(api: Api) -> None:
+    first = api.push(a_job(1, unique_key="k"))
+    api.cancel_job(first)
+    second = api.push(a_job(2, unique_key="k"))  # the key is free again: a new job holds it
+    assert api.retry_jobs([first]) == []
+    assert api.get_job(first).state is QueuedJob.State.FAILED and api.get_job(second).state is PENDING
 
 
 def test_purge_jobs_deletes_them_whatever_their_state(api: Api) -> None:
