@@ -349,7 +349,7 @@ def test_job_retry(db: Cli, db_path: str) -> None:
     result = db("job", "retry", first, second)
     assert result.out.splitlines() == [f"retrying job {first}", f"retrying job {second}"]
     with Chancy(db_path) as app:
-        assert [j.state for j in app.sync_get_jobs([first, second])] == [QueuedJob.State.RETRYING] * 2  # Chancy 0.26: retrying, attempts 0
+        assert [j.state for j in app.sync_get_jobs([first, second])] == [QueuedJob.State.RETRYING] * 2
 
 
 def test_job_retry_refuses_unfailed_jobs_and_changes_nothing(db: Cli, db_path: str) -> None:
