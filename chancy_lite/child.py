@@ -80,6 +80,7 @@ class ChildConfig:
     register_signals: bool = True
     executor: str | None = None  # the queue's executor class (import path): its get_function_and_kwargs is used
     plugins: str | None = None  # base64 pickle of the plugins whose job hooks run here (see outcome.hooked)
+    alias: bool = False  # install chancy_lite.alias (import chancy -> chancy_lite) before importing job modules
 
 
 # ----------------------------------------------------------------- the runner
@@ -784,6 +785,10 @@ def main() -> None:
     sys.stdin.close()
     sys.path[:] = payload["sys_path"]
     data = payload["config"]
+    if data.get("alias"):
+        from chancy_lite import alias
+
+        alias.install()
     if data.get("allowed_modules") is not None:
         data["allowed_modules"] = tuple(data["allowed_modules"])
     child_main(ChildConfig(**data))

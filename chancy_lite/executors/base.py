@@ -13,7 +13,7 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from chancy_lite import execution, outcome, wake
+from chancy_lite import alias, execution, outcome, wake
 from chancy_lite.child import ChildConfig
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.queue import Queue
@@ -166,6 +166,7 @@ class Executor(abc.ABC):
             register_signals=register_signals,
             executor=f"{type(self).__module__}.{type(self).__qualname__}",
             plugins=_pickle_plugins(outcome.hooked(chancy.plugins.values())),
+            alias=alias.installed(),
         )
 
     # ---- what the worker needs
