@@ -21,7 +21,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 ALIAS = "chancy"
 TARGET = "chancy_lite"
@@ -30,12 +30,17 @@ TARGET = "chancy_lite"
 class _AliasLoader(importlib.abc.Loader):
     def __init__(self, target: str) -> None:
         self.target = target
+        self.real_spec: importlib.machinery.ModuleSpec | None = None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self.real_spec = module.__spec__
+        return module
 
     def exec_module(self, module: types.ModuleType) -> None:
-        """The module is chancy_lite's, already executed."""
+        """The module is chancy_lite's, already executed: give it back its own spec (the import set ours)."""
+        if self.real_spec is not None:
+            module.__spec__ = self.real_spec
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):
@@ -47,8 +52,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
         real = TARGET + fullname[len(ALIAS):]
         real_spec = importlib.util.find_spec(real)
         if real_spec is None:
-            raise ModuleNotFoundError(f"{fullname} has no chancy_lite counterpart ({real} does not exist)",
-                                      name=fullname)
+            return None  # "No module named 'chancy.…'": chancy_lite has no such module
         return importlib.machinery.ModuleSpec(
             fullname, _AliasLoader(real), is_package=real_spec.submodule_search_locations is not None
         )
@@ -68,6 +72,11 @@ def uninstall() -> None:
         sys.meta_path.remove(_FINDER)
     for name in [n for n in sys.modules if n == ALIAS or n.startswith(ALIAS + ".")]:
         del sys.modules[name]
+
+
+def wanted(environ: Mapping[str, str]) -> bool:
+    """Whether ``CHANCY_LITE_AS_CHANCY`` asks for the alias (1, true, yes, on; anything else: no)."""
+    return environ.get("CHANCY_LITE_AS_CHANCY", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def installed() -> bool:

@@ -72,6 +72,8 @@ class Chancy:
         self.no_default_plugins = no_default_plugins
         self.plugins: dict[str, Any] = {}
         for plugin in plugins or []:
+            if isinstance(plugin, type):
+                raise TypeError(f"plugins takes plugin objects: write {plugin.__name__}() instead of {plugin.__name__}")
             identifier = plugin.get_identifier()
             if identifier in self.plugins:
                 raise ValueError(f"two plugins have the identifier {identifier!r}: give each plugin once")

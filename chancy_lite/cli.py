@@ -34,7 +34,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
-from chancy_lite import __version__
+from chancy_lite import __version__, alias
 from chancy_lite.app import Chancy
 from chancy_lite.db import MEMORY
 from chancy_lite.errors import ChancyError, JobNotFoundError, MigrationsNeededError
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 1 check failed, 2 user mistake, 70 internal error)."""
     import_path = list(sys.path)
     restore_output = _lenient_output()
+    if alias.wanted(os.environ):  # a Chancy project's --app module may say `from chancy import Chancy`
+        alias.install()
     try:
         args = build_parser().parse_args(argv)
         _configure_logging(args.verbose)

@@ -123,8 +123,9 @@ def after_death(job: QueuedJob, reason: str, *, now: int) -> Outcome:
 
 def log_outcome(job: QueuedJob, state: QueuedJob.State, error: BaseException | str | None, elapsed: float) -> None:
     """One line per run; a failure at WARNING with the exception's type and message (never the kwargs)."""
-    if error is None:
-        log.info("job %s (%s) %s in %.1f ms", job.id, job.func, state.value, elapsed * 1000)
+    if error is None or state is State.PENDING:
+        what = state.value if state is not State.PENDING else "given back to wait (its worker is stopping)"
+        log.info("job %s (%s) %s in %.1f ms", job.id, job.func, what, elapsed * 1000)
         return
     attempt = f"attempt {job.attempts + 1} of {job.max_attempts}"
     then = "it will be retried" if state is State.RETRYING else "no attempts left"

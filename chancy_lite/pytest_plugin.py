@@ -18,5 +18,5 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("--chancy-lite-as-chancy") or os.environ.get("CHANCY_LITE_AS_CHANCY", "") not in ("", "0"):
+    if config.getoption("--chancy-lite-as-chancy") or alias.wanted(os.environ):
         alias.install()

@@ -105,6 +105,8 @@ class Queue:
         object.__setattr__(self, "tags", set(self.tags))
         if not isinstance(self.executor, str) or "." not in self.executor:
             _fail(f"executor must be an import path such as Chancy.Executor.Threaded, got {self.executor!r}")
+        if self.executor.startswith("chancy.executors."):  # Chancy's own path (Chancy code run on chancy_lite)
+            object.__setattr__(self, "executor", "chancy_lite." + str(self.executor)[len("chancy."):])
         object.__setattr__(self, "executor", str(self.executor))
         if not isinstance(self.executor_options, dict):
             _fail("executor_options must be a dict")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import fnmatch
+import operator
 from typing import Any
 
 from chancy_lite.job import QueuedJob
@@ -44,13 +45,37 @@ class Condition:
         return f"<rule {self.rule!r}>"
 
 
+_NUMBER_FIELDS = {"age", "priority", "attempts"}
+_TIME_FIELDS = {"created_at", "scheduled_at"}
+_INT_RANGE = 2**62  # well inside SQLite's 64-bit integers, also once an age is scaled to microseconds
+
+
 class Rule:
     """A field of a job that conditions compare."""
 
     field = ""
 
     def _cmp(self, op: str, value: object) -> Condition:
-        return Condition(("cmp", self.field, op, _value(value)))
+        return Condition(("cmp", self.field, op, self._check(op, value)))
+
+    def _check(self, op: str, value: object) -> object:
+        """The value as the rule stores it; ``ValueError`` for one this field cannot be compared with."""
+        name = f"{type(self).__name__}()"
+        if op in ("contains", "ilike") and self.field in _NUMBER_FIELDS | _TIME_FIELDS:
+            raise ValueError(f"{name} holds numbers or times: .{op}() compares text")
+        if self.field in _TIME_FIELDS:
+            if not isinstance(value, dt.datetime):
+                raise ValueError(f"{name} compares with a datetime, got {value!r}")
+            return ("datetime", to_micros(value))
+        if self.field in _NUMBER_FIELDS:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not -_INT_RANGE < value < _INT_RANGE:
+                raise ValueError(f"{name} compares with a number (within ±2**62), got {value!r}")
+            return value
+        if isinstance(value, enum.Enum):
+            value = value.value
+        if not isinstance(value, str):
+            raise ValueError(f"{name} compares with text, got {value!r}")
+        return value
 
     def __eq__(self, value: object) -> Condition:  # type: ignore[override]
         return self._cmp("==", value)
@@ -79,14 +104,6 @@ class Rule:
         return self._cmp("ilike", str(pattern))
 
     __hash__ = object.__hash__
-
-
-def _value(value: object) -> object:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dt.datetime):
-        return ("datetime", to_micros(value))
-    return value
 
 
 class JobRules:
@@ -125,9 +142,17 @@ class JobRules:
 # ------------------------------------------------------------- in Python
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    """Lower-case A-Z only, as SQLite's LIKE compares."""
+    return text.translate(_ASCII_LOWER)
+
+
 def _field_value(job: QueuedJob, field: str, now: int) -> Any:
-    if field == "age":
-        return (now - to_micros(job.created_at)) / 1e6 if job.created_at is not None else 0.0
+    if field == "age":  # in whole microseconds, as the SQL compares it
+        return now - to_micros(job.created_at) if job.created_at is not None else 0
     if field == "state":
         return job.state.value
     if field in ("created_at", "scheduled_at"):
@@ -146,15 +171,21 @@ def _evaluate(tree: Tree, job: QueuedJob, now: int) -> bool:
     actual = _field_value(job, field, now)
     if isinstance(value, tuple) and value and value[0] == "datetime":
         value = value[1]
+    if field == "age":
+        value = int(float(value) * 1_000_000)
     if op == "contains":
-        return str(value).lower() in str(actual).lower()
+        return _ascii_lower(str(value)) in _ascii_lower(str(actual))
     if op == "ilike":
-        pattern = str(value).lower().replace("*", "[*]").replace("?", "[?]").replace("%", "*").replace("_", "?")
-        return fnmatch.fnmatchcase(str(actual).lower(), pattern)
+        pattern = "".join("*" if c == "%" else "?" if c == "_" else f"[{c}]" if c in "*?[]" else c
+                          for c in _ascii_lower(str(value)))
+        return fnmatch.fnmatchcase(_ascii_lower(str(actual)), pattern)
     if actual is None:
         return False
-    return bool({"==": actual == value, "!=": actual != value, "<": actual < value, "<=": actual <= value,
-                 ">": actual > value, ">=": actual >= value}[op])
+    compare = _COMPARE[op]
+    return bool(compare(actual, value))
 
+
+_COMPARE = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
+            ">=": operator.ge}
 
 __all__ = ["Condition", "JobRules", "Rule"]

@@ -315,17 +315,15 @@ PRUNE_FINISHED_BEFORE = "completed_at < ?"
 PRUNE_FINISHED_BY = "completed_at <= ?"
 PRUNE_OPERATORS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
-# reprioritize: raise the priority of up to :n waiting jobs matching a rule, in id order after :after and up to
-# :upper (the highest id when the pass began), so each job is raised at most once per pass (Chancy 0.26).
-REPRIORITIZE_JOBS = """
-UPDATE {p}jobs SET priority = priority + ? WHERE rowid IN (
-    SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_claim
-    WHERE state IN ('pending', 'retrying') AND id > ? AND id <= ? AND ({{rule}})
-    ORDER BY id LIMIT ?
-)
-RETURNING id
+# reprioritize (Chancy 0.26: each job at most once a pass): the waiting jobs matching a rule, read once...
+WAITING_JOB_IDS = """
+SELECT id FROM {p}jobs INDEXED BY {p}jobs_claim WHERE state IN ('pending', 'retrying') AND ({{rule}}) ORDER BY id
 """
-MAX_JOB_ID = "SELECT max(id) FROM {p}jobs"
+# ...then their priority raised, a batch of ids (JSON) per transaction, those still waiting.
+RAISE_PRIORITY = """
+UPDATE {p}jobs SET priority = priority + ?
+WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('pending', 'retrying')
+"""
 # The ids of jobs matching a rule (for inspection and tests), in id order.
 MATCHING_JOB_IDS = "SELECT id FROM {p}jobs WHERE ({{rule}}) ORDER BY id"
 

@@ -403,21 +403,16 @@ class Store:
     def reprioritize_jobs(
         self, conn: Connection, rule: tuple[Any, ...], *, now: int, increase: int, batch_size: int
     ) -> int:
-        """Raise by ``increase`` the priority of the waiting jobs matching ``rule``, each at most once: in id
-        order, ``batch_size`` per transaction, up to the highest id when the pass began. Returns how many."""
+        """Raise by ``increase`` the priority of the waiting jobs matching ``rule``, each at most once: the
+        matching ids are read once, then raised in id order, ``batch_size`` per transaction (jobs that stopped
+        waiting meanwhile are skipped). Returns how many were raised."""
         where, params = _compile_rule(rule, now)
-        upper = _fetch(conn, self.q.MAX_JOB_ID)[0][0]
-        after, total = "", 0
-        while upper is not None:
+        ids = [r[0] for r in _fetch(conn, self.q.WAITING_JOB_IDS.format(rule=where), params)]
+        total = 0
+        for start in range(0, len(ids), batch_size):
             with conn:
-                rows = _fetch(conn, self.q.REPRIORITIZE_JOBS.format(rule=where),
-                              [increase, after, upper, *params, batch_size])
-            if not rows:
-                break
-            total += len(rows)
-            after = max(r[0] for r in rows)
-            if len(rows) < batch_size:
-                break
+                conn.execute(self.q.RAISE_PRIORITY, (increase, json.dumps(ids[start:start + batch_size])))
+                total += conn.changes()
         return total
 
     def matching_job_ids(self, conn: Connection, rule: tuple[Any, ...], *, now: int) -> list[str]:

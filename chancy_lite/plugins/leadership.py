@@ -27,6 +27,8 @@ class Leadership(Plugin):
     """Elect one leader among the live workers of a file. ``poll_interval`` and ``timeout`` in seconds."""
 
     def __init__(self, poll_interval: float = 60, timeout: float = 120) -> None:
+        if not poll_interval > 0:
+            raise ValueError("poll_interval must be > 0 seconds")
         if timeout < poll_interval:
             raise ValueError("timeout must be >= poll_interval (the leader renews its lease every poll_interval)")
         self.poll_interval = poll_interval

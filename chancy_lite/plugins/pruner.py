@@ -37,6 +37,10 @@ class Pruner(Plugin):
     def __init__(
         self, rule: Condition | None = None, *, maximum_to_prune: int = 10_000, poll_interval: float = 60
     ) -> None:
+        if not poll_interval > 0:
+            raise ValueError("poll_interval must be > 0 seconds")
+        if not (isinstance(maximum_to_prune, int) and maximum_to_prune >= 1):
+            raise ValueError("maximum_to_prune must be an integer >= 1")
         self.rule = (rule if rule is not None else Rules.Age() > 86_400).rule
         self.maximum_to_prune = maximum_to_prune
         self.poll_interval = poll_interval

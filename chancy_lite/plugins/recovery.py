@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 class Recovery(Plugin):
     def __init__(self, poll_interval: float = 60) -> None:
+        if not poll_interval > 0:
+            raise ValueError("poll_interval must be > 0 seconds")
         self.poll_interval = poll_interval
 
     @staticmethod

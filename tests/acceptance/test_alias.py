@@ -68,3 +68,22 @@ def test_without_opting_in_chancy_is_not_there(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", "import chancy_lite, chancy"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "No module named 'chancy'" in done.stderr
+
+
+def test_the_alias_leaves_chancy_lite_modules_as_they_are() -> None:
+    import importlib.util
+
+    import chancy_lite
+    from chancy_lite import alias
+
+    alias.install()
+    try:
+        import chancy.rule  # type: ignore[import-not-found]
+
+        assert chancy.rule is sys.modules["chancy_lite.rule"]
+        assert chancy_lite.rule.__spec__.name == "chancy_lite.rule"  # its own spec, not the alias's
+        assert importlib.util.find_spec("chancy.plugins.cron") is None  # "is it there?" still answers
+        assert not alias.wanted({"CHANCY_LITE_AS_CHANCY": "false"}) and alias.wanted({"CHANCY_LITE_AS_CHANCY": "1"})
+    finally:
+        alias.uninstall()
+    assert "chancy" not in sys.modules

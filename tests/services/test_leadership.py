@@ -92,3 +92,12 @@ def test_immediate_leadership_leads_at_start(db_path: str) -> None:
                 return worker.is_leader.is_set()
 
         assert asyncio.run(run())
+
+
+def test_intervals_must_be_positive_and_plugins_objects(db_path: str) -> None:
+    for make in (lambda: Leadership(0, 0), lambda: Leadership(-1, -1), lambda: Pruner(poll_interval=0),
+                 lambda: Recovery(0)):
+        with pytest.raises(ValueError, match="poll_interval"):
+            make()
+    with pytest.raises(TypeError, match=r"Pruner\(\) instead of Pruner"):
+        Chancy(db_path, plugins=[Pruner])  # type: ignore[list-item]

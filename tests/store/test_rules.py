@@ -94,3 +94,21 @@ def test_reprioritize_raises_each_waiting_match_once_per_pass(app: Chancy, clock
     assert priorities[other.identifier] == 0 and priorities[done.identifier] == 0  # not matching; finished
     with pytest.raises(ValueError, match="batch_size"):
         Reprioritize(R.Queue() == "q", batch_size=0)
+
+
+def test_values_a_field_cannot_compare_with_are_refused_at_once() -> None:
+    for make in (lambda: R.Queue() == None, lambda: R.Priority() == "5", lambda: R.Priority() < 2**63,  # noqa: E711
+                 lambda: R.Age() > START, lambda: R.Age().contains("1"), lambda: R.CreatedAt() < 5,
+                 lambda: R.Attempts() == True):  # noqa: E712
+        with pytest.raises(ValueError, match=r"compare|holds"):
+            make()
+
+
+@pytest.mark.parametrize("rule", [R.Job().ilike("tests.jobs.[n]oop"), R.Job().ilike("%[%"),
+                                  R.Queue().contains("\u212a"), R.Age() > 90, R.Age() == 90, R.Age() >= 90.0000001],
+                         ids=["bracket", "bracket-inside", "kelvin", "age>", "age==", "age>=frac"])
+def test_edge_cases_mean_the_same_in_sql_and_python(app: Chancy, clock: Clock, rule: Condition) -> None:
+    jobs = [app.sync_get_job(app.sync_push(Job(func="tests.jobs.noop", queue=q))) for q in ("a", "bulk", "k")]
+    clock.advance(seconds=90)  # every job is exactly 90 s old
+    in_python = [j.id for j in jobs if j is not None and rule.matches(j, clock())]
+    assert app.sync_run_store(app.store.matching_job_ids, rule.rule, now=app.now()) == in_python
