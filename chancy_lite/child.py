@@ -38,6 +38,7 @@ from chancy_lite.execution import Capability
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
 from chancy_lite.outcome import Outcome, next_outcome, run_completion_hooks
+from chancy_lite.plugin import unpack_plugins
 from chancy_lite.store import Store
 from chancy_lite.utils import import_string, micros_now
 
@@ -86,19 +87,6 @@ class ChildConfig:
 # ----------------------------------------------------------------- the runner
 
 
-def _unpickle_plugins(data: str | None) -> list[Any]:
-    if not data:
-        return []
-    import base64
-    import pickle
-
-    try:
-        return list(pickle.loads(base64.b64decode(data)))
-    except Exception:
-        log.exception("cannot load the plugins' job hooks in this child; they will not run here")
-        return []
-
-
 @dataclasses.dataclass
 class _Batch:
     """The jobs of one claim as the child runs them, shared with its batch watcher under ``Runner.batch_lock``."""
@@ -138,8 +126,7 @@ class Runner:
         self.channel = wake.Channel(config.db_path)
         self.store = Store(config.prefix)
         self.conn.publisher = self.channel.publish
-        self.mailbox = wake.Listener(self.channel, wake.CHILD, name=os.path.basename(
-            wake.child_mailbox(self.channel.directory, config.key)))
+        self.mailbox = wake.Listener(self.channel, wake.CHILD, name=wake.mailbox_name(config.key))
         self.journal = Journal(
             os.path.join(self.channel.directory, journal_name(config.worker_id, self.pid, config.key))
         )
@@ -165,10 +152,9 @@ class Runner:
         self._watcher: threading.Thread | None = None
         self._watch = threading.Event()
         self._closed = False
-        self._executor_cls: Any = None
         self._preparer: tuple[int, Callable[..., Any], str] | None = None
         #: Plugins whose on_job_completed runs after each job here (copied from the supervisor by pickle).
-        self.hook_plugins: list[Any] = _unpickle_plugins(config.plugins)
+        self.hook_plugins: list[Any] = unpack_plugins(config.plugins)
         self._peaks: dict[str, float] = {}  # function -> recent longest run, in seconds (decays by half a run)
 
     # ---- the loop
@@ -426,35 +412,23 @@ class Runner:
 
     # ---- one job
 
-    def executor_class(self) -> Any:
-        """The queue's executor class (for its ``get_function_and_kwargs``), or None when it cannot be loaded."""
-        if self._executor_cls is None and self.config.executor:
-            try:
-                self._executor_cls = import_string(self.config.executor)
-            except Exception:
-                log.exception("cannot import executor %s; jobs are prepared the default way", self.config.executor)
-                self._executor_cls = False
-        return self._executor_cls or None
-
     def prepare(self, job: QueuedJob) -> tuple[QueuedJob, Callable[..., Any], dict[str, Any]]:
-        """Check the job against this runner's capabilities and resolve its call (see chancy_lite.execution)."""
+        """Check the job against this runner's capabilities and resolve its call (see chancy_lite.execution),
+        through the queue's executor class (its ``get_function_and_kwargs``, which users may override)."""
         if self.config.allowed_modules is not None:
             execution.check_allowed(job.func, self.config.allowed_modules)
         if self._preparer is None:
-            cls = self.executor_class()
+            cls: Any = None
+            if self.config.executor:
+                try:
+                    cls = import_string(self.config.executor)
+                except Exception:
+                    log.exception("cannot import executor %s; jobs are prepared the default way",
+                                  self.config.executor)
             get = cls.get_function_and_kwargs if cls is not None else execution.function_and_kwargs
             self._preparer = (int(self.capabilities), get, cls.__name__ if cls is not None else type(self).__name__)
         caps, get, name = self._preparer
         return execution.prepare(job, caps, get, name)
-
-    def execute(self, job: QueuedJob) -> Outcome | None:
-        """Run one claimed job and return its outcome (not yet written); None if it was cancelled."""
-        self.begin(job)
-        if self.cancelled_before_start(job):
-            self.current = None
-            log.info("job %s (%s) was cancelled before it started", job.id, job.func)
-            return None
-        return self.run_job(job, self.now())
 
     def begin(self, job: QueuedJob) -> None:
         """From here on a cancel of ``job`` sets ``self.cancelled`` (it is then checked before the call, and

@@ -16,15 +16,21 @@ are stepped by ``Chancy.migrate()`` under that key.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import enum
-from collections.abc import Sequence
+import logging
+import pickle
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
     from chancy_lite.job import QueuedJob
     from chancy_lite.worker import Worker
+
+
+log = logging.getLogger(__name__)
 
 
 class PluginScope(enum.Enum):
@@ -105,3 +111,32 @@ class Plugin:
     async def wait_for_leader(worker: Worker) -> None:
         """Return once this worker is the leader (see ``chancy_lite.plugins.leadership``)."""
         await worker.is_leader.wait()
+
+
+# ------------------------------------------------- copies for worker children
+
+
+def pack_plugins(plugins: Iterable[Any]) -> str | None:
+    """Plugins whose job hooks run in worker children, as text for a child's config (pickle, base64); a plugin
+    that cannot be pickled is left out, with a warning. None when there is nothing to copy."""
+    kept = []
+    for plugin in plugins:
+        try:
+            pickle.dumps(plugin)
+        except Exception as exc:
+            log.warning("plugin %s cannot be copied to worker children (%s): its on_job_completed will not run "
+                        "there", plugin.get_identifier(), exc)
+            continue
+        kept.append(plugin)
+    return base64.b64encode(pickle.dumps(kept)).decode() if kept else None
+
+
+def unpack_plugins(text: str | None) -> list[Any]:
+    """The plugins ``pack_plugins`` wrote (in a child); an empty list if they cannot be loaded here (logged)."""
+    if not text:
+        return []
+    try:
+        return list(pickle.loads(base64.b64decode(text)))
+    except Exception:
+        log.exception("cannot load the plugins' job hooks in this child; they will not run here")
+        return []

@@ -22,8 +22,6 @@ CREATE TABLE IF NOT EXISTS {p}migrations (
 )
 """
 MIGRATIONS_TABLE_EXISTS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{p}migrations'"
-# The version a key has reached (no row = 0).
-GET_MIGRATION_VERSION = "SELECT version FROM {p}migrations WHERE key = :key"
 GET_ALL_MIGRATION_VERSIONS = "SELECT key, version FROM {p}migrations"
 SET_MIGRATION_VERSION = """
 INSERT INTO {p}migrations (key, version) VALUES (:key, :version)

@@ -312,6 +312,11 @@ def idle_name(queue: str, key: str) -> str:
     return f"{IDLE}-{queue}~{key}.sock"
 
 
+def mailbox_name(key: str) -> str:
+    """The socket file name of one child's mailbox (``key``: its name among its supervisor's children)."""
+    return f"{CHILD}-{key}.sock"
+
+
 def child_mailbox(directory: str, key: str) -> str:
-    """The socket path of one child's mailbox (``key``: its name among its supervisor's children)."""
-    return os.path.join(directory, f"{CHILD}-{key}.sock")
+    """The socket path of one child's mailbox."""
+    return os.path.join(directory, mailbox_name(key))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from chancy_lite import Chancy
+from chancy_lite.testing import Clock
 
 
 @pytest.fixture
@@ -21,6 +23,24 @@ def db_path(tmp_path: Path) -> str:
 def chancy(db_path: str) -> Iterator[Chancy]:
     """A migrated Chancy on a fresh file."""
     with Chancy(db_path) as app:
+        app.sync_migrate()
+        yield app
+
+
+# A fixed start for tests that drive time by hand.
+START = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock that moves only when the test says so, starting at START."""
+    return Clock(START)
+
+
+@pytest.fixture
+def clocked(db_path: str, clock: Clock) -> Iterator[Chancy]:
+    """A migrated Chancy on a fresh file, on ``clock``, without plugins."""
+    with Chancy(db_path, clock=clock, no_default_plugins=True) as app:
         app.sync_migrate()
         yield app
 

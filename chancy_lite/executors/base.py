@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import abc
-import base64
 import dataclasses
-import logging
 import os
-import pickle
 import secrets
 import typing
 from collections.abc import Awaitable, Callable
@@ -16,28 +13,12 @@ from typing import TYPE_CHECKING, Any
 from chancy_lite import alias, execution, outcome, wake
 from chancy_lite.child import ChildConfig
 from chancy_lite.job import Limit, QueuedJob
+from chancy_lite.plugin import pack_plugins
 from chancy_lite.queue import Queue
 
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
     from chancy_lite.worker import Worker
-
-
-def _pickle_plugins(plugins: list[Any]) -> str | None:
-    """Plugins whose job hooks run in children, as text for the child's config; one that cannot be pickled is
-    left out, with a warning."""
-    if not plugins:
-        return None
-    kept = []
-    for plugin in plugins:
-        try:
-            pickle.dumps(plugin)
-        except Exception as exc:
-            log.warning("plugin %s cannot be copied to worker children (%s): its on_job_completed will not run "
-                        "there", plugin.get_identifier(), exc)
-            continue
-        kept.append(plugin)
-    return base64.b64encode(pickle.dumps(kept)).decode() if kept else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +46,6 @@ class ExecutorContext:
         return self.channel is not None and os.path.exists(
             os.path.join(self.channel.directory, wake.idle_name(queue, key))
         )
-
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -165,7 +143,7 @@ class Executor(abc.ABC):
             log_level=self.context.child_log_level,
             register_signals=register_signals,
             executor=f"{type(self).__module__}.{type(self).__qualname__}",
-            plugins=_pickle_plugins(outcome.hooked(chancy.plugins.values())),
+            plugins=pack_plugins(outcome.hooked(chancy.plugins.values())),
             alias=alias.installed(),
         )
 

@@ -14,8 +14,7 @@ import sys
 import time
 
 from chancy_lite import proc, wake
-from chancy_lite.child import ChildConfig
-from chancy_lite.execution import Capability
+from chancy_lite.child import ChildConfig, ProcessRunner
 from chancy_lite.executors.base import Executor, Slot
 
 log = logging.getLogger(__name__)
@@ -67,10 +66,7 @@ class ProcessExecutor(Executor):
     """Spawned children, replaced whenever one exits (after ``maximum_jobs_per_worker`` jobs, or a crash)."""
 
     default_concurrency = os.cpu_count() or 1
-    capabilities = (
-        Capability.SYNC_JOBS | Capability.ASYNC_JOBS | Capability.CANCELLATION | Capability.AUTOMATIC_TIME_LIMITS
-        | Capability.MEMORY_LIMITS
-    )
+    capabilities = ProcessRunner.capabilities  # what its children do (chancy_lite.child)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -4,7 +4,6 @@ dependencies checked at start, plugins keyed by identifier."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -15,13 +14,7 @@ from chancy_lite.plugins.leadership import ImmediateLeadership, Leadership
 from chancy_lite.plugins.pruner import Pruner
 from chancy_lite.plugins.recovery import Recovery
 from chancy_lite.testing import Clock
-from chancy_lite.utils import UTC
 from chancy_lite.worker import Worker
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(dt.datetime(2030, 1, 1, tzinfo=UTC))
 
 
 @pytest.fixture

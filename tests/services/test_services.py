@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
 
 import apsw
 import pytest
@@ -15,23 +14,13 @@ from chancy_lite.errors import ChancyError
 from chancy_lite.plugin import Plugin
 from chancy_lite.retry import Backoff, DatabaseRetry
 from chancy_lite.testing import Clock
-from chancy_lite.utils import UTC
 from chancy_lite.worker import Worker
+from tests.conftest import START
 
 State = QueuedJob.State
-START = dt.datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def app(db_path: str, clock: Clock) -> Iterator[Chancy]:
-    with Chancy(db_path, clock=clock, no_default_plugins=True) as chancy:
-        chancy.sync_migrate()
-        yield chancy
+def app(clocked: Chancy) -> Chancy:
+    return clocked
 
 
 def worker_for(app: Chancy, **options: object) -> Worker:

@@ -4,7 +4,6 @@ Python; Reprioritize raises each matching waiting job once per pass."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,21 +13,12 @@ from chancy_lite.plugins.reprioritize import Reprioritize
 from chancy_lite.rule import Condition
 from chancy_lite.rule import JobRules as R
 from chancy_lite.testing import Clock, drain
-from chancy_lite.utils import UTC
-
-START = dt.datetime(2030, 1, 1, tzinfo=UTC)
+from tests.conftest import START
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def app(db_path: str, clock: Clock) -> Iterator[Chancy]:
-    with Chancy(db_path, clock=clock, no_default_plugins=True) as chancy:
-        chancy.sync_migrate()
-        yield chancy
+def app(clocked: Chancy) -> Chancy:
+    return clocked
 
 
 def sample(app: Chancy, clock: Clock) -> list[QueuedJob]:
