@@ -749,7 +749,7 @@ def _json_text(value: object) -> str:
 
 
 def job_to_dict(job: QueuedJob) -> dict[str, Any]:
-    data = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)}
+    data = {field.name: getattr(job, field.name) for field in dataclasses.fields(job) if not field.name.startswith("_")}
     return {"id": job.id, **data, "state": job.state.value}
 
 

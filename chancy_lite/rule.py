@@ -32,10 +32,10 @@ class Condition:
         self.rule = rule
 
     def __and__(self, other: Condition) -> Condition:
-        return Condition(("and", self.rule, other.rule))
+        return Condition(("and", self.rule, _tree(other, "&")))
 
     def __or__(self, other: Condition) -> Condition:
-        return Condition(("or", self.rule, other.rule))
+        return Condition(("or", self.rule, _tree(other, "|")))
 
     def matches(self, job: QueuedJob, now: dt.datetime | None = None) -> bool:
         """Whether ``job`` satisfies the rule at ``now`` (default: the current time)."""
@@ -46,8 +46,23 @@ class Condition:
 
 
 _NUMBER_FIELDS = {"age", "priority", "attempts"}
+_STATES = frozenset(state.value for state in QueuedJob.State)
 _TIME_FIELDS = {"created_at", "scheduled_at"}
 _INT_RANGE = 2**62  # well inside SQLite's 64-bit integers, also once an age is scaled to microseconds
+
+
+def _tree(other: object, op: str) -> Tree:
+    if not isinstance(other, Condition):
+        raise TypeError(f"{op} combines rules such as (JobRules.Queue() == 'q'), got {other!r}: parenthesise each "
+                        "comparison, as & and | bind tighter than == and >")
+    return other.rule
+
+
+def as_tree(rule: object, what: str) -> Tree:
+    """The tree of a rule given to a plugin; ``TypeError`` for anything else."""
+    if not isinstance(rule, Condition):
+        raise TypeError(f"{what} takes a rule such as JobRules.Age() > 3600, got {rule!r}")
+    return rule.rule
 
 
 class Rule:
@@ -75,7 +90,14 @@ class Rule:
             value = value.value
         if not isinstance(value, str):
             raise ValueError(f"{name} compares with text, got {value!r}")
+        if self.field == "state" and op not in ("contains", "ilike") and value not in _STATES:
+            raise ValueError(f"{name} compares with a job state ({', '.join(sorted(_STATES))}), got {value!r}")
         return value
+
+    def __rand__(self, other: object) -> Condition:
+        raise TypeError("parenthesise each comparison of a rule: & and | bind tighter than == and >")
+
+    __ror__ = __rand__
 
     def __eq__(self, value: object) -> Condition:  # type: ignore[override]
         return self._cmp("==", value)

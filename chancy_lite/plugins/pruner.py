@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from chancy_lite.plugin import Plugin
-from chancy_lite.rule import Condition, JobRules
+from chancy_lite.rule import Condition, JobRules, as_tree
 
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
@@ -41,7 +41,7 @@ class Pruner(Plugin):
             raise ValueError("poll_interval must be > 0 seconds")
         if not (isinstance(maximum_to_prune, int) and maximum_to_prune >= 1):
             raise ValueError("maximum_to_prune must be an integer >= 1")
-        self.rule = (rule if rule is not None else Rules.Age() > 86_400).rule
+        self.rule = as_tree(rule if rule is not None else Rules.Age() > 86_400, "Pruner")
         self.maximum_to_prune = maximum_to_prune
         self.poll_interval = poll_interval
 

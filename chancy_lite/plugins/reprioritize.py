@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from chancy_lite.plugin import Plugin
-from chancy_lite.rule import Condition, JobRules
+from chancy_lite.rule import Condition, JobRules, as_tree
 
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
@@ -33,6 +33,7 @@ class Reprioritize(Plugin):
             raise ValueError("batch_size must be >= 1")
         if check_interval <= 0:
             raise ValueError("check_interval must be > 0 seconds")
+        as_tree(rule, "Reprioritize")
         self.rule = rule
         self.check_interval = check_interval
         self.priority_increase = priority_increase

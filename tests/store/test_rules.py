@@ -102,3 +102,15 @@ def test_edge_cases_mean_the_same_in_sql_and_python(app: Chancy, clock: Clock, r
     clock.advance(seconds=90)  # every job is exactly 90 s old
     in_python = [j.id for j in jobs if j is not None and rule.matches(j, clock())]
     assert app.sync_run_store(app.store.matching_job_ids, rule.rule, now=app.now()) == in_python
+
+
+def test_misbuilt_rules_and_plugins_get_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"job state"):
+        R.State() == "bogus"  # noqa: B015
+    with pytest.raises(TypeError, match=r"parenthesise"):
+        (R.Age() > 1) & 5  # type: ignore[operator]
+    with pytest.raises(TypeError, match=r"parenthesise"):
+        R.Age() > 1 & R.Queue() == "bulk"  # type: ignore[operator]  # noqa: B015
+    for plugin in (Pruner, Reprioritize):
+        with pytest.raises(TypeError, match=r"takes a rule"):
+            plugin(5)  # type: ignore[arg-type]
