@@ -570,6 +570,9 @@ class ProcessRunner(Runner):
         signal.signal(signal.SIGUSR2, self._on_interrupt)
         signal.signal(signal.SIGALRM, self._on_alarm)
         os.register_at_fork(after_in_child=_reset_forked_helper)
+        # SIGWINCH (ignored by default, so harmless before this line): print every thread's stack to stderr. The
+        # supervisor sends it to a child that did not stop in time, to show where it was.
+        faulthandler.register(signal.SIGWINCH, all_threads=True, chain=False)
         proc.set_parent_death_signal(signal.SIGUSR2)
         if os.getppid() == 1:  # the supervisor died before we asked to be told
             self.stopping = True

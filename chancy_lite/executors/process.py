@@ -159,7 +159,9 @@ class ProcessExecutor(Executor):
         self._signal_all(signal.SIGTERM)
         if await self._wait_exits(timeout):
             return True
-        log.warning("queue %s: jobs still running after %.1f s; interrupting them", self.queue.name, timeout)
+        log.warning("queue %s: jobs still running after %.1f s; interrupting them (their stacks follow on stderr)",
+                    self.queue.name, timeout)
+        self._signal_all(signal.SIGWINCH)  # each child prints its threads' stacks (see ProcessRunner.install_signals)
         self._signal_all(signal.SIGUSR2)
         if await self._wait_exits(self.timeout_grace):
             return False
