@@ -16,6 +16,7 @@ import os
 import shlex
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -26,10 +27,10 @@ from chancy_lite.errors import ChancyError, ConfigurationError, MigrationsNeeded
 from chancy_lite.job import FINISHED_STATES, Job, QueuedJob, Reference, as_job, ref_id
 from chancy_lite.queue import ExecutorPath, Queue, load_executor
 from chancy_lite.store import Store
-from chancy_lite.utils import Clock, chancy_uuids, micros_now, to_micros
+from chancy_lite.utils import Clock, chancy_uuids, from_micros, micros_now, to_micros
 
 T = TypeVar("T")
-RefLike = Reference | str | QueuedJob
+RefLike = Reference | str | uuid.UUID | QueuedJob
 
 
 class Chancy:
@@ -379,14 +380,8 @@ class Chancy:
         resumes the queue at that moment. ``KeyError`` if there is no such queue; ``TypeError`` for another type.
         """
         if isinstance(resume_at, dt.timedelta):
-            resume_micros: int | None = self.now() + int(resume_at.total_seconds() * 1_000_000)
-        elif isinstance(resume_at, dt.datetime):
-            resume_micros = to_micros(resume_at)
-        elif resume_at is None:
-            resume_micros = None
-        else:
-            raise TypeError(f"resume_at must be a datetime, a timedelta or None, got {resume_at!r}")
-        if not self._call(self.store.pause_queue, name, resume_at=resume_micros, now=self.now()):
+            resume_at = from_micros(self.now()) + resume_at
+        if not self._call(self.sync_pause_queue_ex, name, resume_at=resume_at):
             raise KeyError(f"no queue named {name!r}")
 
     async def pause_queue(self, name: str, *, resume_at: dt.datetime | dt.timedelta | None = None) -> None:
@@ -397,20 +392,45 @@ class Chancy:
         """
         await self._run(self.sync_pause_queue, name, resume_at=resume_at)
 
+    def sync_pause_queue_ex(self, conn: db.Connection, name: str, *, resume_at: dt.datetime | None = None) -> int:
+        """``pause_queue`` inside the caller's transaction on ``conn`` (Chancy 0.26): ``resume_at`` only as a
+        datetime. Returns 1, or 0 if there is no such queue. Workers hear of it after the commit.
+        """
+        if resume_at is not None and not isinstance(resume_at, dt.datetime):
+            raise TypeError(f"resume_at must be a datetime or None, got {resume_at!r}")
+        resume_micros = to_micros(resume_at) if resume_at is not None else None
+        with self._errors(conn):
+            return int(self.store.pause_queue(conn, name, resume_at=resume_micros, now=self.now()))
+
+    async def pause_queue_ex(self, conn: db.Connection, name: str, *, resume_at: dt.datetime | None = None) -> int:
+        """``pause_queue`` inside the caller's transaction on ``conn`` (Chancy 0.26): ``resume_at`` only as a
+        datetime. Returns 1, or 0 if there is no such queue. Workers hear of it after the commit.
+        """
+        return await self._run(self.sync_pause_queue_ex, conn, name, resume_at=resume_at)
+
     def sync_resume_queue(self, name: str) -> None:
         """Resume a paused queue now. ``KeyError`` if there is no such queue."""
-        if not self._call(self.store.resume_queue, name, now=self.now()):
+        if not self._call(self.sync_resume_queue_ex, name):
             raise KeyError(f"no queue named {name!r}")
 
     async def resume_queue(self, name: str) -> None:
         """Resume a paused queue now. ``KeyError`` if there is no such queue."""
         await self._run(self.sync_resume_queue, name)
 
+    def sync_resume_queue_ex(self, conn: db.Connection, name: str) -> int:
+        """``resume_queue`` inside the caller's transaction on ``conn``: 1, or 0 if there is no such queue."""
+        with self._errors(conn):
+            return int(self.store.resume_queue(conn, name, now=self.now()))
+
+    async def resume_queue_ex(self, conn: db.Connection, name: str) -> int:
+        """``resume_queue`` inside the caller's transaction on ``conn``: 1, or 0 if there is no such queue."""
+        return await self._run(self.sync_resume_queue_ex, conn, name)
+
     def sync_delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
         """Remove a queue and, unless ``purge_jobs=False``, every job it holds. Running jobs are not
         interrupted; their results are dropped. ``KeyError`` if there is no such queue.
         """
-        if not self._call(self.store.delete_queue, name, purge_jobs=purge_jobs):
+        if not self._call(self.sync_delete_queue_ex, name, purge_jobs=purge_jobs):
             raise KeyError(f"no queue named {name!r}")
 
     async def delete_queue(self, name: str, *, purge_jobs: bool = True) -> None:
@@ -418,6 +438,19 @@ class Chancy:
         interrupted; their results are dropped. ``KeyError`` if there is no such queue.
         """
         await self._run(self.sync_delete_queue, name, purge_jobs=purge_jobs)
+
+    def sync_delete_queue_ex(self, conn: db.Connection, name: str, *, purge_jobs: bool = True) -> int:
+        """``delete_queue`` inside the caller's transaction on ``conn``: the number of queues deleted, 1 or 0,
+        as Chancy documents it (Chancy 0.26 returns the jobs deleted when it purges them: a bug).
+        """
+        with self._errors(conn):
+            return int(self.store.delete_queue(conn, name, purge_jobs=purge_jobs))
+
+    async def delete_queue_ex(self, conn: db.Connection, name: str, *, purge_jobs: bool = True) -> int:
+        """``delete_queue`` inside the caller's transaction on ``conn``: the number of queues deleted, 1 or 0,
+        as Chancy documents it (Chancy 0.26 returns the jobs deleted when it purges them: a bug).
+        """
+        return await self._run(self.sync_delete_queue_ex, conn, name, purge_jobs=purge_jobs)
 
     # ---------------------------------------------------------------- push
 
@@ -559,7 +592,7 @@ class Chancy:
         interrupted (``asyncio.CancelledError`` inside it) and fails, without retry. A finished or missing job is left
         as it is.
         """
-        self._call(self.store.cancel_job, ref_id(ref), now=self.now())
+        self._call(self.sync_cancel_job_ex, ref)
 
     async def cancel_job(self, ref: RefLike) -> None:
         """Cancel a job: a pending or retrying one fails at once and is never claimed; a running one is
@@ -568,13 +601,30 @@ class Chancy:
         """
         await self._run(self.sync_cancel_job, ref)
 
+    def sync_cancel_job_ex(self, conn: db.Connection, ref: RefLike) -> int:
+        """``cancel_job`` inside the caller's transaction on ``conn``: 1 if the job was cancelled, 0 if it was
+        finished or missing (Chancy 0.26 also turns a succeeded job into a failed one: a bug not copied). A running
+        job is interrupted once the transaction commits.
+        """
+        with self._errors(conn):
+            return int(self.store.cancel_job(conn, ref_id(ref), now=self.now()) is not None)
+
+    async def cancel_job_ex(self, conn: db.Connection, ref: RefLike) -> int:
+        """``cancel_job`` inside the caller's transaction on ``conn``: 1 if the job was cancelled, 0 if it was
+        finished or missing (Chancy 0.26 also turns a succeeded job into a failed one: a bug not copied). A running
+        job is interrupted once the transaction commits.
+        """
+        return await self._run(self.sync_cancel_job_ex, conn, ref)
+
     def sync_retry_jobs(self, refs: Iterable[RefLike]) -> list[Reference]:
         """Run finished jobs (succeeded or failed) again, as Chancy 0.26: ``retrying``, due now, ``attempts``
         back to 0 (``errors`` kept, ``max_attempts`` unchanged). Waiting and running jobs, and a job whose
         ``unique_key`` another active job holds, are left as they are. Returns the References retried.
         """
-        now = self.now()
-        return [Reference(i) for i in map(ref_id, refs) if self._call(self.store.retry_job, i, now=now)]
+        ids = [ref_id(r) for r in refs]
+        with self.transaction() as conn, self._errors(conn):
+            now = self.now()
+            return [Reference(i) for i in ids if self.store.retry_job(conn, i, now=now) is not None]
 
     async def retry_jobs(self, refs: Iterable[RefLike]) -> list[Reference]:
         """Run finished jobs (succeeded or failed) again, as Chancy 0.26: ``retrying``, due now, ``attempts``
@@ -583,17 +633,75 @@ class Chancy:
         """
         return await self._run(self.sync_retry_jobs, list(refs))
 
+    def sync_retry_jobs_ex(self, conn: db.Connection, refs: Iterable[RefLike]) -> set[str]:
+        """``retry_jobs`` inside the caller's transaction on ``conn``: the names of the queues of the jobs
+        retried (Chancy 0.26). Workers are woken after the commit.
+        """
+        ids = [ref_id(r) for r in refs]
+        with self._errors(conn):
+            now = self.now()
+            return {queue for queue in (self.store.retry_job(conn, i, now=now) for i in ids) if queue is not None}
+
+    async def retry_jobs_ex(self, conn: db.Connection, refs: Iterable[RefLike]) -> set[str]:
+        """``retry_jobs`` inside the caller's transaction on ``conn``: the names of the queues of the jobs
+        retried (Chancy 0.26). Workers are woken after the commit.
+        """
+        return await self._run(self.sync_retry_jobs_ex, conn, list(refs))
+
     def sync_purge_jobs(self, refs: Iterable[RefLike]) -> int:
         """Delete jobs whatever their state (a running one's result is then dropped); returns how many
         existed.
         """
-        return sum(self._call(self.store.purge_job, ref_id(r)) for r in refs)
+        ids = [ref_id(r) for r in refs]
+        with self.transaction() as conn:
+            return self.sync_purge_jobs_ex(conn, ids)
 
     async def purge_jobs(self, refs: Iterable[RefLike]) -> int:
         """Delete jobs whatever their state (a running one's result is then dropped); returns how many
         existed.
         """
         return await self._run(self.sync_purge_jobs, list(refs))
+
+    def sync_purge_jobs_ex(self, conn: db.Connection, refs: Iterable[RefLike]) -> int:
+        """``purge_jobs`` inside the caller's transaction on ``conn``; returns how many jobs were deleted."""
+        ids = [ref_id(r) for r in refs]
+        with self._errors(conn):
+            return sum(self.store.purge_job(conn, i) for i in ids)
+
+    async def purge_jobs_ex(self, conn: db.Connection, refs: Iterable[RefLike]) -> int:
+        """``purge_jobs`` inside the caller's transaction on ``conn``; returns how many jobs were deleted."""
+        return await self._run(self.sync_purge_jobs_ex, conn, list(refs))
+
+    def sync_notify(self, conn: db.Connection, event: str, payload: dict[str, Any]) -> None:
+        """Emit ``event`` with ``payload`` (a JSON dict of at most 8000 bytes, PostgreSQL's NOTIFY limit) on the
+        hub of every worker of this file, once ``conn``'s transaction commits (at once outside one), as Chancy's
+        NOTIFY. Delivery is best effort, as NOTIFY's: a worker that is not running does not hear it.
+        ``TypeError``/``ValueError`` for an event that cannot be sent.
+        """
+        self.sync_notify_many(conn, [(event, payload)])
+
+    async def notify(self, conn: db.Connection, event: str, payload: dict[str, Any]) -> None:
+        """Emit ``event`` with ``payload`` (a JSON dict of at most 8000 bytes, PostgreSQL's NOTIFY limit) on the
+        hub of every worker of this file, once ``conn``'s transaction commits (at once outside one), as Chancy's
+        NOTIFY. Delivery is best effort, as NOTIFY's: a worker that is not running does not hear it.
+        ``TypeError``/``ValueError`` for an event that cannot be sent.
+        """
+        self.sync_notify_many(conn, [(event, payload)])
+
+    def sync_notify_many(self, conn: db.Connection, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """``notify`` for several ``(event, payload)`` pairs, delivered in order (Chancy 0.26). All are checked
+        before any is queued.
+        """
+        checked = list(events)
+        for name, body in checked:
+            wake.event_payload(name, body)
+        self.store.notify(conn, checked)
+
+    async def notify_many(self, conn: db.Connection, events: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """``notify`` for several ``(event, payload)`` pairs, delivered in order (Chancy 0.26). All are checked
+        before any is queued.
+        """
+        self.sync_notify_many(conn, events)
 
     def sync_get_all_workers(self) -> list[dict[str, Any]]:
         """Workers whose heartbeat is current: dicts with ``worker_id``, ``hostname``, ``pid``, ``tags``

@@ -35,9 +35,10 @@ from typing import Any, TypeVar
 
 from chancy_lite import db, execution, proc, wake
 from chancy_lite.execution import Capability
+from chancy_lite.hooks import HookFailed, JobHooks
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
-from chancy_lite.outcome import Outcome, next_outcome, run_completion_hooks
+from chancy_lite.outcome import Outcome, next_outcome, stored_view
 from chancy_lite.plugin import unpack_plugins
 from chancy_lite.store import Store
 from chancy_lite.utils import import_string, micros_now
@@ -80,7 +81,7 @@ class ChildConfig:
     log_level: int | None = None
     register_signals: bool = True
     executor: str | None = None  # the queue's executor class (import path): its get_function_and_kwargs is used
-    plugins: str | None = None  # base64 pickle of the plugins whose job hooks run here (see outcome.hooked)
+    plugins: str | None = None  # base64 pickle of the plugins whose job hooks run here (see hooks.hooked)
     alias: bool = False  # install chancy_lite.alias (import chancy -> chancy_lite) before importing job modules
 
 
@@ -153,8 +154,10 @@ class Runner:
         self._watch = threading.Event()
         self._closed = False
         self._preparer: tuple[int, Callable[..., Any], str] | None = None
-        #: Plugins whose on_job_completed runs after each job here (copied from the supervisor by pickle).
-        self.hook_plugins: list[Any] = unpack_plugins(config.plugins)
+        #: Plugins' job hooks, run here (copies of the supervisor's plugins, see chancy_lite.hooks).
+        self.hooks = JobHooks(unpack_plugins(config.plugins))
+        #: Jobs whose runs are not written yet, when plugins are shown the written jobs (hooks.wants_updates).
+        self.ran: dict[str, QueuedJob] = {}
         self._peaks: dict[str, float] = {}  # function -> recent longest run, in seconds (decays by half a run)
 
     # ---- the loop
@@ -207,9 +210,10 @@ class Runner:
                     self.current = None
                     log.info("job %s (%s) was cancelled before it started", job.id, job.func)
                     continue  # cancel_job already wrote the final state
-                if not self.journal.started(job.id):
+                job_id = str(job.id)
+                if not self.journal.started(job_id):
                     self.flush()  # the journal is full: commit what it holds, then start afresh
-                    self.journal.started(job.id)
+                    self.journal.started(job_id)
                 batch.index, batch.marked, batch.began_at = index, job.started_at is not None, self.now()
                 if batch.end is None and index + 1 < len(jobs) and self._may_run_long(job.func, window):
                     # Give the rest back before it starts: the watcher cannot help while a job holds the GIL.
@@ -272,20 +276,20 @@ class Runner:
         rest = batch.jobs[batch.index + 1:batch.end]
         config, store, pending = self.config, self.store, self.pending
 
-        def write() -> None:
+        def write() -> list[QueuedJob]:
             with self.conn:
-                for outcome in pending:
-                    store.complete_job(self.conn, outcome, worker_id=config.worker_id, pid=self.pid,
-                                       queue=config.queue)
+                updated = self.write_outcomes(pending)
                 if not batch.marked:
                     store.mark_job_started(self.conn, job, started_at=batch.began_at, worker_id=config.worker_id,
                                            pid=self.pid)
                 for other in rest:
                     store.complete_job(self.conn, self.release(other), worker_id=config.worker_id, pid=self.pid,
                                        queue=config.queue, quiet=True)  # waking idle children for it
+            return updated
 
-        self.with_retry(write)
+        updated = self.with_retry(write)
         self.pending = []
+        self.written(pending, updated)
         batch.marked = True
         batch.end = batch.index + 1
         if rest:
@@ -312,9 +316,9 @@ class Runner:
 
     def _exchange(self, n: int) -> list[QueuedJob]:
         config, store = self.config, self.store
+        pending = self.pending
         with self.conn:
-            for outcome in self.pending:
-                store.complete_job(self.conn, outcome, worker_id=config.worker_id, pid=self.pid, queue=config.queue)
+            updated = self.write_outcomes(pending)
             now = self.now()
             window = int(config.rate_limit_window * 1_000_000) if config.rate_limit and config.rate_limit_window else 0
             self.rate_limited_until = None
@@ -336,7 +340,33 @@ class Runner:
                 store.spend_rate_budget(self.conn, config.queue, used + len(jobs), now=now, window=window)
         self.pending = []
         self.journal.reset()
+        self.written(pending, updated)
         return jobs
+
+    def write_outcomes(self, outcomes: list[Outcome]) -> list[QueuedJob]:
+        """Write finished runs (in the caller's transaction). When plugins are shown written jobs, the accepted
+        ones go to ``on_jobs_updated_in_transaction`` here and are returned for ``written`` after the commit."""
+        config, store, conn = self.config, self.store, self.conn
+        if not self.hooks.wants_updates:
+            for outcome in outcomes:
+                store.complete_job(conn, outcome, worker_id=config.worker_id, pid=self.pid, queue=config.queue)
+            return []
+        updated = []
+        for outcome in outcomes:
+            accepted = store.complete_job(conn, outcome, worker_id=config.worker_id, pid=self.pid,
+                                          queue=config.queue)
+            job = self.ran.get(outcome.id)
+            if accepted and job is not None and outcome.state is not State.PENDING:
+                updated.append(stored_view(job, outcome))
+        self.hooks.jobs_written(conn, updated)
+        return updated
+
+    def written(self, outcomes: list[Outcome], updated: list[QueuedJob]) -> None:
+        """After the commit of ``outcomes``: plugins' ``on_job_updated``."""
+        if self.ran:
+            for outcome in outcomes:
+                self.ran.pop(outcome.id, None)
+        self.hooks.jobs_updated(updated)
 
     def flush(self) -> None:
         if self.pending:
@@ -349,9 +379,12 @@ class Runner:
             try:
                 return step()
             except Exception as exc:
-                if not db.is_transient(exc):
+                if isinstance(exc, HookFailed):  # logged where it failed; the write was rolled back
+                    log.warning("retrying the write in %.2f s (%s)", delay, exc)
+                elif not db.is_transient(exc):
                     raise
-                log.warning("database busy or unavailable (%s); retrying in %.2f s", exc, delay)
+                else:
+                    log.warning("database busy or unavailable (%s); retrying in %.2f s", exc, delay)
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
 
@@ -388,17 +421,18 @@ class Runner:
             elif isinstance(decoded, wake.Stop):
                 self.stopping = True
             elif isinstance(decoded, wake.Cancel):
-                if self.current is not None and self.current.id == decoded.job_id:
+                if self.current is not None and str(self.current.id) == decoded.job_id:
                     self.cancelled = decoded.job_id
                 else:  # claimed in this batch but not started yet (or already done: then it costs one read)
                     self.cancelled_claims.add(decoded.job_id)
 
     def cancelled_before_start(self, job: QueuedJob) -> bool:
         """Whether ``job``, claimed by us, was cancelled (or taken from us) before it started."""
-        if job.id not in self.cancelled_claims:
+        job_id = str(job.id)
+        if job_id not in self.cancelled_claims:
             return False
-        states = self.with_retry(lambda: self.store.job_states(self.conn, [job.id]))
-        return states.get(job.id) != State.RUNNING.value
+        states = self.with_retry(lambda: self.store.job_states(self.conn, [job_id]))
+        return states.get(job_id) != State.RUNNING.value
 
     def close(self) -> None:
         with self.batch_lock:
@@ -406,6 +440,7 @@ class Runner:
             self._watch.set()
         self.advertise(False)
         self.journal.close(remove=not self.pending)
+        self.hooks.close()
         self.mailbox.close()
         self.channel.close()
         self.conn.close()
@@ -444,12 +479,14 @@ class Runner:
         error: BaseException | None = None
         stopping = False
         try:
+            if self.hooks.starting:
+                job = self.hooks.job_starting(job)
             job, func, kwargs = self.prepare(job)
             self.call(job, func, kwargs)
         except WorkerShutdown:
             stopping = True
         except asyncio.CancelledError as exc:
-            if self.cancelled == job.id:
+            if self.cancelled == str(job.id):
                 log.info("job %s (%s) cancelled", job.id, job.func)
                 self.after_job(succeeded=False)
                 return None  # cancel_job already wrote the final state
@@ -461,29 +498,18 @@ class Runner:
         self.after_job(succeeded=error is None and not stopping)
         outcome = next_outcome(job, error, stopping=stopping, now=self.now(), had_meta=had_meta,
                                elapsed=time.perf_counter() - started, started_at=started_at)
-        if self.hook_plugins:
-            outcome = self.run_hooks(job, outcome, error)
+        if self.hooks.completing:
+            outcome = self.hooks.job_completed(job, outcome, error)
+        if self.hooks.wants_updates:
+            self.ran[outcome.id] = job
         return outcome
-
-    def run_hooks(self, job: QueuedJob, outcome: Outcome, error: BaseException | None) -> Outcome:
-        """Plugins' ``on_job_completed`` (no worker object here: ``worker`` is None); a failing hook is logged
-        and the outcome kept."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        try:
-            return self._loop.run_until_complete(
-                run_completion_hooks(self.hook_plugins, job, outcome, error, worker=None)
-            )
-        except Exception:
-            log.exception("a plugin's on_job_completed failed for job %s; its outcome is written as it was", job.id)
-            return outcome
 
     def after_job(self, *, succeeded: bool) -> None:
         """Called after each job, once it can no longer be interrupted (process children clean up here)."""
 
     def release(self, job: QueuedJob) -> Outcome:
         """An outcome that gives a claimed but unstarted job back, its attempt not counted."""
-        return Outcome(job.id, job.attempts, State.PENDING, None)
+        return Outcome(str(job.id), job.attempts, State.PENDING, None)
 
     def call(self, job: QueuedJob, func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         time_limit = memory_limit = None
@@ -519,7 +545,7 @@ class Runner:
                 self._task = None
 
     def check_interrupts(self) -> None:
-        if self.cancelled is not None and self.current is not None and self.cancelled == self.current.id:
+        if self.cancelled is not None and self.current is not None and self.cancelled == str(self.current.id):
             raise JobCancelled(f"job {self.current.id} was cancelled")
 
     def limits(
@@ -597,7 +623,7 @@ class ProcessRunner(Runner):
         self.handle_messages(messages)
         if any(not isinstance(wake.decode_child(m), wake.Cancel) for m in messages):
             self.poke()  # keep the wake-up (or stop) for the idle wait
-        if self.cancelled is not None and self.current is not None and self.cancelled == self.current.id:
+        if self.cancelled is not None and self.current is not None and self.cancelled == str(self.current.id):
             self._interrupt(JobCancelled(f"job {self.current.id} was cancelled"))
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:

@@ -651,7 +651,7 @@ def _existing_jobs(app: Chancy, ids: Sequence[str]) -> list[QueuedJob]:
     """The jobs, without duplicates; fails (changing nothing) if any is missing."""
     unique = list(dict.fromkeys(ids))
     jobs = app.sync_get_jobs(unique)
-    missing = sorted(set(unique) - {job.id for job in jobs})
+    missing = sorted(set(unique) - {str(job.id) for job in jobs})
     if missing:
         raise JobNotFoundError(f"no job with id {', '.join(map(repr, missing))}; nothing was changed")
     return jobs
@@ -750,7 +750,9 @@ def _json_text(value: object) -> str:
 
 def job_to_dict(job: QueuedJob) -> dict[str, Any]:
     data = {field.name: getattr(job, field.name) for field in dataclasses.fields(job) if not field.name.startswith("_")}
-    return {"id": job.id, **data, "state": job.state.value}
+    data["claim_id"] = None if job.claim_id is None else str(job.claim_id)
+    data.pop("id")
+    return {"id": str(job.id), **data, "state": job.state.value}
 
 
 def job_to_json(job: QueuedJob) -> str:

@@ -47,7 +47,7 @@ def crunch(*, rows: int, job: QueuedJob) -> None:
     for done in range(0, rows + 1, rows // 4):
         job.meta["progress"] = round(100 * done / rows)
         time.sleep(0.02)
-    job.meta["result"] = {"rows": rows, "job_id": job.id, "attempt": job.attempts}
+    job.meta["result"] = {"rows": rows, "job_id": str(job.id), "attempt": job.attempts}
 
 
 # ------------------------------------------------------------------- the run

@@ -6,6 +6,7 @@ fails at push (or declare) time in the caller, never later in a worker.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -214,7 +215,7 @@ class QueuedJob(Job):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
-    id: str
+    id: uuid.UUID  # a str is accepted and converted (as Chancy 0.26's ``QueuedJob.unpack``)
     attempts: int = 0
     state: QueuedJob.State = State.PENDING
     created_at: dt.datetime | None = None
@@ -223,10 +224,17 @@ class QueuedJob(Job):
     errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # A time.monotonic() deadline, set only by executors that enforce TIME limits cooperatively (Chancy 0.26).
     _time_limit_deadline: float | None = dataclasses.field(default=None, compare=False, repr=False)
+    #: Chancy 0.26's claim token. Always None here: chancy_lite fences a stale result by the claiming process
+    #: and the attempt instead (see the README, "Differences from Chancy").
+    claim_id: uuid.UUID | None = None
 
     def __post_init__(self) -> None:
-        # Built from a stored row, which was validated when it was pushed.
-        pass
+        # Built from a stored row, which was validated when it was pushed: only the id's type is settled here.
+        # Text that is a UUID becomes one; other text (a context built by hand in a test) is kept as given,
+        # as Chancy's dataclass would.
+        if isinstance(self.id, str):
+            with contextlib.suppress(ValueError):
+                object.__setattr__(self, "id", uuid.UUID(self.id))
 
     @property
     def time_remaining(self) -> float | None:
@@ -309,9 +317,21 @@ def as_job(obj: Any) -> Job:
     )
 
 
+def stored_uuid(text: str) -> uuid.UUID:
+    """The UUID of an id read from the database (trusted: written by ``chancy_uuids``), without re-validating it."""
+    value = _new(uuid.UUID)
+    _set(value, "int", int(text.replace("-", ""), 16))
+    _set(value, "is_safe", uuid.SafeUUID.unknown)
+    return value
+
+
+_new, _set = object.__new__, object.__setattr__
+
+
 def ref_id(ref: Reference | str | uuid.UUID | QueuedJob) -> str:
+    """The stored id text of a reference, id or job."""
     if isinstance(ref, QueuedJob):
-        return ref.id
+        return str(ref.id)
     if isinstance(ref, Reference):
         return ref.identifier
     if isinstance(ref, str | uuid.UUID):

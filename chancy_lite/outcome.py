@@ -15,12 +15,12 @@ import json
 import logging
 import re
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from chancy_lite.execution import original
 from chancy_lite.job import QueuedJob
-from chancy_lite.utils import check_json_depth, from_micros, to_micros
+from chancy_lite.utils import check_json_depth, from_micros, json_default, to_micros
 
 log = logging.getLogger("chancy_lite.child")
 
@@ -67,9 +67,9 @@ def next_outcome(
         state = State.RETRYING
     log_outcome(job, state, error, elapsed)
     if state is State.PENDING:
-        return Outcome(job.id, job.attempts, State.PENDING, None, meta=meta)
+        return Outcome(str(job.id), job.attempts, State.PENDING, None, meta=meta)
     return Outcome(
-        job.id,
+        str(job.id),
         job.attempts,
         state,
         now if state is not State.RETRYING else None,
@@ -79,12 +79,19 @@ def next_outcome(
     )
 
 
-def hooked(plugins: Iterable[Any]) -> list[Any]:
-    """The plugins that override ``on_job_completed`` (the others cost nothing per job)."""
-    from chancy_lite.plugin import Plugin
-
-    return [p for p in plugins if getattr(type(p), "on_job_completed", None) is not Plugin.on_job_completed
-            and hasattr(p, "on_job_completed")]
+def stored_view(job: QueuedJob, outcome: Outcome) -> QueuedJob:
+    """``job`` (as claimed) as ``outcome`` leaves it stored (``COMPLETE_JOB``/``RELEASE_JOB``), for plugins."""
+    released = outcome.state is State.PENDING
+    return dataclasses.replace(
+        job,
+        state=(State.RETRYING if job.attempts else State.PENDING) if released else outcome.state,
+        attempts=job.attempts if released else job.attempts + 1,
+        started_at=None if released else job.started_at or from_micros(outcome.started_at),
+        completed_at=None if released else from_micros(outcome.completed_at),
+        scheduled_at=from_micros(outcome.scheduled_at) if outcome.scheduled_at is not None else job.scheduled_at,
+        meta=json.loads(outcome.meta) if outcome.meta is not None else job.meta,
+        errors=[*job.errors, json.loads(outcome.error)] if outcome.error else list(job.errors),
+    )
 
 
 async def run_completion_hooks(
@@ -95,10 +102,7 @@ async def run_completion_hooks(
     completed_at and meta of the last one are written. A released run (the worker stopped) is not shown."""
     if not plugins or outcome.state is State.PENDING:
         return outcome
-    view = dataclasses.replace(
-        job, state=outcome.state, attempts=job.attempts + 1, completed_at=from_micros(outcome.completed_at),
-        errors=[*job.errors, json.loads(outcome.error)] if outcome.error else list(job.errors),
-    )
+    view = stored_view(job, outcome)
     for plugin in plugins:
         changed = await plugin.on_job_completed(worker=worker, job=view, exc=error, result=None)
         view = changed if isinstance(changed, QueuedJob) else view
@@ -116,7 +120,7 @@ def after_death(job: QueuedJob, reason: str, *, now: int) -> Outcome:
     """The outcome of a run whose process died (``reason`` says how): the attempt counts."""
     retrying = job.attempts + 1 < job.max_attempts
     return Outcome(
-        job.id, job.attempts, State.RETRYING if retrying else State.FAILED, None if retrying else now,
+        str(job.id), job.attempts, State.RETRYING if retrying else State.FAILED, None if retrying else now,
         error=error_entry(job.attempts, reason),
     )
 
@@ -152,6 +156,13 @@ def _escape(match: re.Match[str]) -> str:
     return match.group().encode("unicode_escape").decode("ascii")
 
 
+def _meta_default(value: Any) -> Any:
+    try:
+        return json_default(value)
+    except TypeError:
+        return repr(value)
+
+
 def error_entry(attempt: int, exc: BaseException | str) -> str:
     """One entry of a job's ``errors``, as JSON: ``{"attempt": n, "traceback": "..."}``."""
     text = exc if isinstance(exc, str) else "".join(traceback.format_exception(exc))
@@ -159,6 +170,7 @@ def error_entry(attempt: int, exc: BaseException | str) -> str:
 
 
 def dump_meta(meta: dict[str, Any]) -> str:
-    text = json.dumps(meta, default=repr, allow_nan=True)
+    """A job's meta as JSON: UUIDs as text, sets as lists, anything else JSON cannot hold as its ``repr``."""
+    text = json.dumps(meta, default=_meta_default, allow_nan=True)
     check_json_depth(text, meta, "meta")
     return text

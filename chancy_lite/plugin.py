@@ -4,9 +4,11 @@ Where each part runs:
 
 * in the **supervisor** (the ``Worker``'s process and event loop): ``run(worker, chancy)``, ``on_worker_started``,
   ``on_worker_stopped``, ``cleanup``;
-* job hooks (``on_job_starting``, ``on_job_completed``, ``on_job_updated``, ``on_jobs_updated_in_transaction``) are
-  part of the contract so Chancy plugins import and construct unchanged; chancy_lite does not call them yet
-  (its children write their own outcomes), see the README.
+* job hooks (``on_job_starting``, ``on_job_completed``, ``on_jobs_updated_in_transaction``, ``on_job_updated``)
+  where the job runs: in the **worker child** that runs it, on a copy of the plugin (pickled when the worker
+  starts, so a plugin with job hooks must pickle; ``worker`` is None there), or in the supervisor for the Async
+  executor and for the recovery of a dead child's jobs (``worker`` is the Worker). When and how each is called:
+  :mod:`chancy_lite.hooks`.
 
 A plugin that needs others names their identifiers in ``get_dependencies()``; a worker refuses to start without
 them (``ConfigurationError``). A plugin with tables of its own gives ``migrate_key()`` and ``migrations()``; they

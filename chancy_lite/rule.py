@@ -17,6 +17,7 @@ import datetime as dt
 import enum
 import fnmatch
 import operator
+import uuid
 from typing import Any
 
 from chancy_lite.job import QueuedJob
@@ -88,6 +89,8 @@ class Rule:
             return value
         if isinstance(value, enum.Enum):
             value = value.value
+        if self.field == "id" and isinstance(value, uuid.UUID):
+            value = str(value)  # ids are stored as their text
         if not isinstance(value, str):
             raise ValueError(f"{name} compares with text, got {value!r}")
         if self.field == "state" and op not in ("contains", "ilike") and value not in _STATES:
@@ -177,6 +180,8 @@ def _field_value(job: QueuedJob, field: str, now: int) -> Any:
         return now - to_micros(job.created_at) if job.created_at is not None else 0
     if field == "state":
         return job.state.value
+    if field == "id":
+        return str(job.id)
     if field in ("created_at", "scheduled_at"):
         value = getattr(job, field)
         return to_micros(value) if value is not None else None

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 from chancy_lite import sql
 from chancy_lite.db import Connection
 from chancy_lite.errors import SchemaTooNewError
-from chancy_lite.job import Job, Limit, QueuedJob
-from chancy_lite.outcome import Outcome, after_death
+from chancy_lite.job import Job, Limit, QueuedJob, stored_uuid
+from chancy_lite.outcome import Outcome, after_death, stored_view
 from chancy_lite.queue import Queue
 from chancy_lite.utils import dump_json, from_micros, to_micros
 
@@ -52,7 +52,7 @@ def row_to_job(row: Sequence[Any]) -> QueuedJob:
     (id_, queue, func, kwargs, limits, meta, state, priority, attempts, max_attempts, _taken_by,
      created_at, started_at, completed_at, scheduled_at, unique_key, errors) = row
     return QueuedJob(
-        id=id_,
+        id=stored_uuid(id_),
         queue=queue,
         func=func,
         kwargs=json.loads(kwargs) if kwargs != "{}" else {},
@@ -365,7 +365,7 @@ class Store:
         self, conn: Connection, job: QueuedJob, *, started_at: int, worker_id: str, pid: int | None
     ) -> bool:
         """Record when a job claimed in a batch began running (guarded like ``complete_job``). Caller's txn."""
-        params = {"id": job.id, "attempts": job.attempts, "started_at": started_at, "worker_id": worker_id,
+        params = {"id": str(job.id), "attempts": job.attempts, "started_at": started_at, "worker_id": worker_id,
                   "pid": pid}
         conn.execute(self.q.MARK_JOB_STARTED, params)
         return conn.changes() == 1
@@ -386,12 +386,13 @@ class Store:
             self._changed(conn, done=True, cancel=(job_id, holder_pid) if previous == "running" else None)
         return previous, taken_by, holder_pid
 
-    def retry_job(self, conn: Connection, job_id: str, *, now: int) -> bool:
+    def retry_job(self, conn: Connection, job_id: str, *, now: int) -> str | None:
+        """Run a finished job again (see ``Chancy.retry_jobs``); its queue, or None if it was left as it is."""
         with conn:
             rows = _fetch(conn, self.q.RETRY_JOB, {"id": job_id, "now": now})
             if rows:
                 self._changed(conn, claimable=(rows[0][0], 1))
-        return bool(rows)
+        return rows[0][0] if rows else None
 
     def prune_jobs(self, conn: Connection, rule: tuple[Any, ...], *, now: int, limit: int) -> int:
         """Delete up to ``limit`` finished jobs matching a pruning rule (see chancy_lite.plugins.pruner)."""
@@ -428,6 +429,12 @@ class Store:
                 self._changed(conn, done=True)
         return changed
 
+    def notify(self, conn: Connection, events: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Send events to every worker of the file once ``conn``'s transaction commits (at once outside one)."""
+        conn.pending_changes().events.extend(events)
+        if not conn.in_transaction:
+            conn.publish_changes()
+
     # -------------------------------------------------------------- recovery
 
     def list_holders(self, conn: Connection) -> list[Holder]:
@@ -450,34 +457,43 @@ class Store:
     def recover_jobs(
         self, conn: Connection, worker_id: str, pid: int | None, reason: Callable[[QueuedJob], str], *, now: int,
         started: set[str] | None = None, outcomes: Sequence[Outcome] = (),
+        written: Callable[[Connection, list[QueuedJob]], None] | None = None,
     ) -> list[tuple[QueuedJob, str]]:
         """The jobs of a dead process, from what its journal says (see chancy_lite.journal).
 
         Finished ``outcomes`` are written as the process would have; held jobs it ``started`` become
         retrying/failed with the attempt counted and ``reason`` as the error; held jobs it never started wait
         again, their attempt not counted. Without a journal (``started`` None) every held job counts as started.
+        ``written``, if given, is called inside the transaction with the finished runs as stored (for plugins).
         """
         recovered = []
+        updated: list[QueuedJob] = []
         with conn:
             held = self.held_jobs(conn, worker_id, pid)
-            queues = {job.id: job.queue for job in held}
+            by_id = {str(job.id): job for job in held}
             for outcome in outcomes:
-                self.complete_job(conn, outcome, worker_id=worker_id, pid=pid, queue=queues.get(outcome.id, "*"),
-                                  quiet=True)
+                job = by_id.get(outcome.id)
+                if (self.complete_job(conn, outcome, worker_id=worker_id, pid=pid,
+                                      queue=job.queue if job else "*", quiet=True)
+                        and job is not None and outcome.state is not QueuedJob.State.PENDING):
+                    updated.append(stored_view(job, outcome))
             for job in held:
-                if started is not None and job.id not in started:
-                    release = Outcome(job.id, job.attempts, QueuedJob.State.PENDING, None)
+                if started is not None and str(job.id) not in started:
+                    release = Outcome(str(job.id), job.attempts, QueuedJob.State.PENDING, None)
                     if self.complete_job(conn, release, worker_id=worker_id, pid=pid, queue=job.queue, quiet=True):
                         recovered.append((job, "released"))
                     continue
                 outcome = after_death(job, reason(job), now=now)
-                params = {"id": job.id, "attempts": job.attempts, "worker_id": worker_id, "pid": pid,
+                params = {"id": str(job.id), "attempts": job.attempts, "worker_id": worker_id, "pid": pid,
                           "state": outcome.state.value, "completed_at": outcome.completed_at, "error": outcome.error}
                 conn.execute(self.q.RECOVER_JOB, params)
                 if conn.changes() == 1:
                     recovered.append((job, outcome.state.value))
+                    updated.append(stored_view(job, outcome))
                     self._changed(conn, claimable=(job.queue, 1) if outcome.state is QueuedJob.State.RETRYING else None,
                                   done=outcome.state is not QueuedJob.State.RETRYING)
+            if written is not None and updated:
+                written(conn, updated)
         return recovered
 
     # --------------------------------------------------------------- queues

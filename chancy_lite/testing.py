@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from chancy_lite.app import Chancy, RefLike
 from chancy_lite.child import ChildConfig, Runner
 from chancy_lite.errors import ConfigurationError
+from chancy_lite.hooks import JobHooks, hooked
 from chancy_lite.job import QueuedJob, ref_id
-from chancy_lite.outcome import hooked
 from chancy_lite.utils import UTC, aware
 
 
@@ -54,7 +54,7 @@ def _runner(chancy: Chancy, queue: str) -> Runner:
     )
     runner = Runner(config)
     runner.now = chancy.now
-    runner.hook_plugins = hooked(chancy.plugins.values())  # the app's own objects: no copy in this process
+    runner.hooks = JobHooks(hooked(chancy.plugins.values()))  # the app's own objects: no copy in this process
     return runner
 
 
@@ -79,7 +79,7 @@ def drain(chancy: Chancy, queue: str = "default", *, max_jobs: int | None = None
             if not jobs:
                 break
             runner.run_batch(jobs)
-            ran.extend(job.id for job in jobs if job.id not in ran)
+            ran.extend(str(job.id) for job in jobs if str(job.id) not in ran)
         runner.flush()
     finally:
         runner.close()

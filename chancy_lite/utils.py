@@ -11,6 +11,7 @@ import random
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, overload
 
@@ -28,18 +29,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 
 
-def chancy_uuid() -> str:
-    """A new time-ordered id (a UUIDv7 string).
+def chancy_uuid() -> uuid.UUID:
+    """A new time-ordered id (a UUIDv7), as Chancy 0.26 (0.25 returned text). Job ids are these, as text.
 
     Ids made by one process sort in the order they were made, even within one
     millisecond: the 74 random bits act as a counter seeded at random each
     millisecond. Ids from different processes sort by their millisecond.
     """
-    return chancy_uuids(1)[0]
+    return uuid.UUID(chancy_uuids(1)[0])
 
 
 def chancy_uuids(n: int) -> list[str]:
-    """``n`` new time-ordered ids, in order."""
+    """``n`` new time-ordered ids as text (``xxxxxxxx-xxxx-7xxx-…``), in order."""
     global _last_ms, _last_seq
     values = []
     with _id_lock:
@@ -194,7 +195,17 @@ def micros_now() -> int:
 # ------------------------------------------------------------------------ JSON
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+def json_default(value: Any) -> Any:
+    """What JSON cannot hold itself: a UUID as its text, a set or frozenset as a list (as Chancy 0.26's
+    ``json_dumps``); anything else raises TypeError."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=json_default).encode
 
 # Python's json decodes nested lists and objects recursively: a value nested nearly as deep as the encoder
 # allows could be stored, then fail to decode in a worker or a reader further down the stack. Refuse it instead.

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
+import json
 import logging
 import os
 import random
@@ -35,6 +36,7 @@ import socket
 import tempfile
 import threading
 import time
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,8 @@ class Channel:
             self.send(WORKER, cancel_message(job_id, pid))
         if changes.done and self.listeners(WAITER):
             self.send(WAITER, JOBS_DONE)
+        for name, body in changes.events:
+            self.send(WORKER, event_message(name, body))
 
     def announce(self, queue: str, count: int) -> None:
         """After a commit that made ``count`` jobs of ``queue`` claimable: wake idle children, then supervisors
@@ -223,6 +227,7 @@ class Changes:
     done: bool = False  # jobs finished (callers of wait_for_job)
     queues: bool = False  # a queue's configuration changed
     cancels: list[tuple[str, int | None]] = dataclasses.field(default_factory=list)  # (job id, holder pid)
+    events: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)  # Chancy.notify
 
     def add_claimable(self, queue: str, count: int = 1) -> None:
         if count > 0:
@@ -231,7 +236,8 @@ class Changes:
 
 # ------------------------------------------------------------------ messages
 # Supervisors (WORKER listeners) hear: "p <queue> <n>" (n jobs of queue claimable; "*": any queue), "q" (queues
-# changed), "c <job id> <pid>" (cancel the running job). Waiters hear "d" (jobs finished). A child's mailbox
+# changed), "c <job id> <pid>" (cancel the running job), "n <json>" (an event of Chancy.notify, JSON
+# ``{"t": name, **body}`` as Chancy's NOTIFY payload). Waiters hear "d" (jobs finished). A child's mailbox
 # hears: "w" or "w <n>" (work: n jobs for it), "s" (stop after this job), "c <job id>" (cancel that job).
 
 QUEUES_CHANGED = b"q"
@@ -281,8 +287,45 @@ def child_cancel_message(job_id: str) -> bytes:
     return f"c {job_id}".encode()
 
 
-def decode_worker(message: bytes) -> Claimable | Cancel | QueuesChanged | None:
+#: The largest event payload, in bytes of JSON (PostgreSQL's NOTIFY limit, which Chancy's events live with).
+MAX_EVENT_BYTES = 8000
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """An event sent with ``Chancy.notify``: emitted on each worker's hub."""
+
+    name: str
+    body: dict[str, Any]
+
+
+def event_payload(name: object, body: object) -> bytes:
+    """An event as its JSON payload (``{"t": name, **body}``); ValueError/TypeError saying what to fix."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"an event name is non-empty text, such as 'report.ready', got {name!r}")
+    if not isinstance(body, dict):
+        raise TypeError(f"an event's payload is a dict, got {body!r}")
+    if "t" in body:
+        raise ValueError("an event's payload cannot use the key 't': it carries the event's name")
+    try:
+        payload = json.dumps({"t": name, **body}, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the payload of event {name!r} must be JSON-serialisable: {exc}") from None
+    if len(payload) > MAX_EVENT_BYTES:
+        raise ValueError(f"the payload of event {name!r} is {len(payload)} bytes of JSON; the limit is "
+                         f"{MAX_EVENT_BYTES} (as PostgreSQL's NOTIFY): send an id and store the rest in a table")
+    return payload
+
+
+def event_message(name: str, body: dict[str, Any]) -> bytes:
+    return b"n " + event_payload(name, body)
+
+
+def decode_worker(message: bytes) -> Claimable | Cancel | QueuesChanged | Notification | None:
     """A supervisor's datagram; None for one it does not know (a newer sender), ValueError if malformed."""
+    if message.startswith(b"n "):
+        data = json.loads(message[2:])
+        return Notification(data.pop("t"), data)
     kind, _, rest = message.decode().partition(" ")
     if kind == "p":
         queue, _, count = rest.rpartition(" ")

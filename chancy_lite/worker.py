@@ -16,6 +16,7 @@ import platform
 import re
 import signal
 import sys
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from chancy_lite import db, proc, wake
 from chancy_lite.app import Chancy
 from chancy_lite.errors import ConfigurationError, MigrationsNeededError
 from chancy_lite.executors.base import Executor, ExecutorContext
+from chancy_lite.hooks import JobHooks, hooked
 from chancy_lite.hub import Hub
 from chancy_lite.queue import Queue
 from chancy_lite.retry import Backoff, DatabaseRetry
@@ -48,7 +50,7 @@ class Worker:
         self,
         chancy: Chancy,
         *,
-        worker_id: str | None = None,
+        worker_id: str | uuid.UUID | None = None,
         heartbeat_poll_interval: float = 30,
         heartbeat_timeout: float = 90,
         queue_change_poll_interval: float = 10,
@@ -61,7 +63,7 @@ class Worker:
         backoff_max_retries: int | None = None,
     ) -> None:
         self.chancy = chancy
-        self.worker_id = worker_id or chancy_uuid()
+        self.worker_id = str(worker_id) if worker_id else str(chancy_uuid())
         self.heartbeat_poll_interval = heartbeat_poll_interval
         self.heartbeat_timeout = heartbeat_timeout
         self.queue_change_poll_interval = queue_change_poll_interval
@@ -80,6 +82,8 @@ class Worker:
         self.checkpointer = Checkpointer(self)
         self.time_limits = TimeLimits(self, 1.0)
         self.plugin_runner = PluginRunner(self)
+        #: The plugins' job hooks for runs this process writes itself (the recovery of dead holders' jobs).
+        self.hooks = JobHooks(hooked(chancy.plugins.values()), worker=self)
         self._listener: wake.Listener | None = None
         self._channel: wake.Channel | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -302,7 +306,9 @@ class Worker:
             except Exception:
                 log.exception("bad wake-up message %r", message)
 
-    def _dispatch(self, message: wake.Claimable | wake.Cancel | wake.QueuesChanged | None) -> None:
+    def _dispatch(
+        self, message: wake.Claimable | wake.Cancel | wake.QueuesChanged | wake.Notification | None
+    ) -> None:
         if isinstance(message, wake.Claimable):
             for name, executor in self.executors.items():
                 if message.queue == "*" or (message.queue == name and not executor.wakes_directly):
@@ -316,6 +322,8 @@ class Worker:
             for executor in self._all_executors():  # a retiring executor may still run the job
                 if executor.cancel(message.job_id, message.pid):
                     break
+        elif isinstance(message, wake.Notification):
+            self.hub.emit(message.name, message.body)
 
     def _all_executors(self) -> list[Executor]:
         return [*self.executors.values(), *(ex for ex, _ in self.queues.retiring.values())]

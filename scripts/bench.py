@@ -402,7 +402,7 @@ class ChancyBench:
 
     def latencies(self, chancy: Any, pushed: list[tuple[Any, float]]) -> list[float]:
         jobs = chancy.sync_wait_for_jobs([r for r, _ in pushed], timeout=self.p.timeout, interval=0.5)
-        by_id = {j.id: j for j in jobs}
+        by_id = {str(j.id): j for j in jobs}
         result = []
         for ref, t in pushed:
             job = by_id.get(ref.identifier)

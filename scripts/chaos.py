@@ -555,7 +555,7 @@ class Chaos:
                     self.cancels["missed"] += 1
             else:
                 if running is None:
-                    running = {j.id for j in self.chancy.sync_list_jobs(state="running", queue=QUEUE, limit=500)}
+                    running = {str(j.id) for j in self.chancy.sync_list_jobs(state="running", queue=QUEUE, limit=500)}
                 if p.job_id in running:
                     self.chancy.sync_cancel_job(p.job_id)
                     p.cancel_sent = time.time()
@@ -698,7 +698,7 @@ class Chaos:
 
     def check_ledger(self) -> None:
         pushes = [p for p in self.planned if p.job_id is not None]
-        jobs = {j.id: j for j in self.chancy.sync_get_jobs(sorted({p.job_id for p in pushes}))}
+        jobs = {str(j.id): j for j in self.chancy.sync_get_jobs(sorted({p.job_id for p in pushes}))}
         runs = chaos_jobs.read_runs(self.path)
         check(self.report, pushes, jobs, runs, self.hits)
 

@@ -92,7 +92,7 @@ def _run(context: QueuedJob, work: Callable[[], Any]) -> None:
     with conn:  # BEGIN IMMEDIATE
         conn.execute(
             "INSERT INTO chaos_runs (job_id, attempt, pid, started_at) VALUES (?, ?, ?, ?)",
-            (context.id, context.attempts, os.getpid(), time.time()),
+            (str(context.id), context.attempts, os.getpid(), time.time()),
         )
         run = conn.last_insert_rowid()
     try:

@@ -21,6 +21,18 @@ def fail(*, message: str = "boom") -> None:
     raise ValueError(message)
 
 
+def record_n(*, n: int, context: QueuedJob) -> None:
+    context.meta["n"] = n
+
+
+def cancel_myself(*, db: str, context: QueuedJob) -> None:
+    """Cancel this very job while it runs, then return normally (its result must not be written)."""
+    from chancy_lite import Chancy
+
+    with Chancy(db) as app:
+        app.sync_cancel_job(context)
+
+
 def sleep(*, seconds: float) -> None:
     time.sleep(seconds)
 
@@ -224,7 +236,8 @@ def interrupt_job() -> None:
 
 
 def unserialisable_meta(*, ctx: QueuedJob) -> None:
-    ctx.meta["when"] = {1, 2}  # not JSON: stored as its repr
+    ctx.meta["when"] = {1, 2}  # a set: stored as a list (as Chancy 0.26)
+    ctx.meta["how"] = complex(1, 2)  # not JSON: stored as its repr
     ctx.meta["ok"] = True
 
 

@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from chancy_lite import execution, outcome, wake
+from chancy_lite import execution, wake
 from chancy_lite.child import Runner
 from chancy_lite.execution import Capability
 from chancy_lite.executors.base import Executor, Slot
+from chancy_lite.hooks import JobHooks, hooked
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
 from chancy_lite.outcome import next_outcome
@@ -70,6 +71,8 @@ class AsyncExecutor(Executor):
         self.runner = await asyncio.get_running_loop().run_in_executor(
             self._db_thread, Runner, self.child_config(self.new_key(), register_signals=False)
         )
+        # Jobs run in this process: the plugins' hooks are the app's own objects, with the real worker.
+        self.runner.hooks = JobHooks(hooked(self.context.chancy.plugins.values()), worker=self.worker)
         directory = self.runner.channel.directory
         for _ in range(self.concurrency):
             key = self.new_key()
@@ -97,7 +100,7 @@ class AsyncExecutor(Executor):
                 await self._idle(slot, event)
                 continue
             for job in jobs:
-                journal.started(job.id)
+                journal.started(str(job.id))
                 outcome = await self._execute(job)
                 if outcome is not None:
                     pending.append(outcome)
@@ -128,11 +131,14 @@ class AsyncExecutor(Executor):
         started, started_at = time.perf_counter(), micros_now()
         error: BaseException | None = None
         stopping = False
+        hooks = self.runner.hooks if self.runner is not None else JobHooks()
         try:
+            if hooks.starting:
+                job = await hooks.astarting(job)
             await self._call(job)
         except asyncio.CancelledError as exc:
-            if job.id in self.cancelled:
-                self.cancelled.discard(job.id)
+            if str(job.id) in self.cancelled:
+                self.cancelled.discard(str(job.id))
                 log.info("job %s (%s) cancelled", job.id, job.func)
                 return None  # cancel_job already wrote the final state
             stopping, error = self.stopping, exc
@@ -140,13 +146,10 @@ class AsyncExecutor(Executor):
             error = exc
         done = next_outcome(job, error, stopping=stopping, now=micros_now(), had_meta=had_meta,
                             elapsed=time.perf_counter() - started, started_at=started_at)
-        hooks = outcome.hooked(self.context.chancy.plugins.values())
-        if hooks:
-            try:
-                done = await outcome.run_completion_hooks(hooks, job, done, error, worker=self.worker)
-            except Exception:
-                log.exception("a plugin's on_job_completed failed for job %s; its outcome is written as it was",
-                              job.id)
+        if hooks.completing:
+            done = await hooks.acompleted(job, done, error)
+        if hooks.wants_updates and self.runner is not None:
+            self.runner.ran[done.id] = job
         return done
 
     async def _call(self, job: QueuedJob) -> None:
@@ -159,11 +162,11 @@ class AsyncExecutor(Executor):
         if limit:
             coroutine = execution.limited(coroutine, limit)
         task = asyncio.ensure_future(coroutine)
-        self.running[job.id] = task
+        self.running[str(job.id)] = task
         try:
             await asyncio.shield(task)
         finally:
-            self.running.pop(job.id, None)
+            self.running.pop(str(job.id), None)
 
     def poke(self, slot: Slot, message: bytes) -> None:
         self.events[slot.key].set()

@@ -10,7 +10,7 @@ import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from chancy_lite import alias, execution, outcome, wake
+from chancy_lite import alias, execution, hooks, wake
 from chancy_lite.child import ChildConfig
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.plugin import pack_plugins
@@ -143,7 +143,7 @@ class Executor(abc.ABC):
             log_level=self.context.child_log_level,
             register_signals=register_signals,
             executor=f"{type(self).__module__}.{type(self).__qualname__}",
-            plugins=pack_plugins(outcome.hooked(chancy.plugins.values())),
+            plugins=pack_plugins(hooks.hooked(chancy.plugins.values())),
             alias=alias.installed(),
         )
 

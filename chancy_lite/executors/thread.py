@@ -46,7 +46,7 @@ class ThreadedExecutor(Executor):
     def cancel(self, job_id: str, pid: int | None) -> bool:
         for runner in self.runners.values():
             current = runner.current
-            if current is not None and current.id == job_id:
+            if current is not None and str(current.id) == job_id:
                 runner.cancelled = job_id
                 runner.interrupt(JobCancelled)
                 return True

@@ -88,8 +88,17 @@ class Rescuer(Service):
             for ids, finished in filter(None, records):
                 started |= ids
                 outcomes.extend(finished)
+        hooks = self.worker.hooks
+        written: list[QueuedJob] = []
+
+        def in_transaction(conn: object, jobs: list[QueuedJob]) -> None:
+            written[:] = jobs  # the transaction may run again: keep its last, committed, run
+            hooks.jobs_written(conn, jobs)
+
         recovered = await self.worker.db(
-            chancy.store.recover_jobs, worker_id, pid, reason, now=now, started=started, outcomes=outcomes
+            chancy.store.recover_jobs, worker_id, pid, reason, now=now, started=started, outcomes=outcomes,
+            written=in_transaction if hooks.wants_updates else None,
         )
         journal.remove(paths)
+        await hooks.ajobs_updated(written)
         return recovered

@@ -76,17 +76,17 @@ def test_recovery_from_a_journal_keeps_outcomes_and_unstarted_attempts(chancy: C
     one running, one never started, as its journal says."""
     refs = [r for batch in chancy.sync_push_many([Job(func="tests.jobs.noop", max_attempts=2)] * 3) for r in batch]
     store = chancy.store
-    dead_pid, worker_id = 2**22 + 12345, chancy_uuid()
+    dead_pid, worker_id = 2**22 + 12345, str(chancy_uuid())
     with chancy.connection() as conn, conn:
         claimed = store.claim_jobs(conn, "default", 3, now=chancy.now(), worker_id=worker_id, pid=dead_pid,
                                    pid_start=None)
-    assert [j.id for j in claimed] == [r.identifier for r in refs]
+    assert [str(j.id) for j in claimed] == [r.identifier for r in refs]
     done, running, unstarted = claimed
     directory = wake.directory_for(chancy.path)
     journal = journal_mod.Journal(os.path.join(directory, journal_mod.journal_name(worker_id, dead_pid, "k1")))
-    journal.started(done.id)
-    journal.finished(Outcome(done.id, 0, State.SUCCEEDED, chancy.now(), meta='{"ok": true}'))
-    journal.started(running.id)
+    journal.started(str(done.id))
+    journal.finished(Outcome(str(done.id), 0, State.SUCCEEDED, chancy.now(), meta='{"ok": true}'))
+    journal.started(str(running.id))
     journal.close(remove=False)
 
     async def recover() -> None:
@@ -149,14 +149,14 @@ def test_recovery_reads_every_journal_of_a_process(chancy: Chancy) -> None:
     counts its attempt; a job none of them started waits again."""
     refs = [r for batch in chancy.sync_push_many([Job(func="tests.jobs.noop", max_attempts=2)] * 3) for r in batch]
     store = chancy.store
-    dead_pid, worker_id = 2**22 + 54321, chancy_uuid()
+    dead_pid, worker_id = 2**22 + 54321, str(chancy_uuid())
     with chancy.connection() as conn, conn:
         first, second, unstarted = store.claim_jobs(conn, "default", 3, now=chancy.now(), worker_id=worker_id,
                                                     pid=dead_pid, pid_start=None)
     directory = wake.directory_for(chancy.path)
     for key, job in (("slot1", first), ("slot2", second)):
         journal = journal_mod.Journal(os.path.join(directory, journal_mod.journal_name(worker_id, dead_pid, key)))
-        journal.started(job.id)
+        journal.started(str(job.id))
         journal.close(remove=False)
 
     async def recover() -> None:

@@ -67,7 +67,7 @@ def stored(job_id: str, state: str = "succeeded", attempts: int = 1, max_attempt
 def checked(pushes: list[chaos.Planned], jobs: list[QueuedJob], runs: list[tuple[Any, ...]],
             hits: dict[int, list[float]] | None = None) -> dict[str, int]:
     report = chaos.Report("(made up)", 0.0)
-    chaos.check(report, pushes, {j.id: j for j in jobs}, runs, hits or {})
+    chaos.check(report, pushes, {str(j.id): j for j in jobs}, runs, hits or {})
     return report.violations
 
 

@@ -363,7 +363,7 @@ def test_job_purge(db: Cli, db_path: str) -> None:
     first, second, kept = push(db), failed_job(db_path), push(db)
     assert db("job", "purge", first, second, first).out == "purged 2 job(s)\n"
     with Chancy(db_path) as app:
-        assert [j.id for j in app.sync_get_jobs([first, second, kept])] == [kept]
+        assert [str(j.id) for j in app.sync_get_jobs([first, second, kept])] == [kept]
 
 
 def test_job_purge_with_a_missing_id_deletes_nothing(db: Cli, db_path: str) -> None:

@@ -327,7 +327,7 @@ def test_meta_a_job_cannot_store_fails_the_job_clearly_and_the_queue_goes_on(
 ) -> None:
     bad = chancy.sync_push(Job(func=func, kwargs=kwargs, meta={"before": 1}))
     after = chancy.sync_push(Job(func=ECHO, kwargs={"after": True}))
-    done = {j.id: j for j in drain(chancy)}
+    done = {str(j.id): j for j in drain(chancy)}
     assert not unfinished(chancy)
     failed = done[bad.identifier]
     assert failed.state is FAILED and failed.meta == {"before": 1}  # the stored meta was kept

@@ -33,12 +33,12 @@ def test_default_pruner_deletes_finished_jobs_older_than_a_day_only(tmp_path: Pa
     assert pruner.prune(chancy) == 0
     clock.advance(hours=2)
     assert pruner.prune(chancy) == 2
-    left = {j.id for j in chancy.sync_list_jobs(limit=10)}
+    left = {str(j.id) for j in chancy.sync_list_jobs(limit=10)}
     assert left == {young.identifier, waiting.identifier}
     assert old_ok.identifier not in left and old_failed.identifier not in left
     clock.advance(days=400)
     assert pruner.prune(chancy) == 1  # the young one now; the pending job is never pruned
-    assert [j.id for j in chancy.sync_list_jobs(limit=10)] == [waiting.identifier]
+    assert [str(j.id) for j in chancy.sync_list_jobs(limit=10)] == [waiting.identifier]
     chancy.close()
 
 
@@ -59,7 +59,7 @@ def test_rules_combine_queue_state_and_function(tmp_path: Path) -> None:
     drain(chancy, "other")
     pruner = chancy.plugins["chancy.pruner"]
     assert pruner.prune(chancy) == 3
-    left = {j.id for j in chancy.sync_list_jobs(limit=10)}
+    left = {str(j.id) for j in chancy.sync_list_jobs(limit=10)}
     assert left == {refs["other_ok"].identifier, refs["bulk_waiting"].identifier}
     chancy.close()
 

@@ -54,7 +54,7 @@ def test_context_is_injected_by_annotation_whatever_the_name(chancy: Chancy) -> 
     jobs = run_worker(chancy, body)
     for func, job in zip(funcs, jobs, strict=True):
         assert job.state is SUCCEEDED, (func, job.errors)
-        assert job.meta["injected"] == job.id, func
+        assert job.meta["injected"] == str(job.id), func
 
 
 def test_generic_annotations_do_not_break_injection(chancy: Chancy) -> None:
@@ -64,7 +64,7 @@ def test_generic_annotations_do_not_break_injection(chancy: Chancy) -> None:
     jobs = run_worker(chancy, lambda w: chancy.wait_for_jobs(refs, timeout=20))
     for func, job in zip(funcs, jobs, strict=True):
         assert job.state is SUCCEEDED, (func, job.errors)
-        assert job.meta == {"items": ["a", "b"], "injected": job.id}, func
+        assert job.meta == {"items": ["a", "b"], "injected": str(job.id)}, func
 
 
 def test_positional_parameter_annotated_queuedjob_is_not_injected(chancy: Chancy) -> None:
@@ -74,7 +74,7 @@ def test_positional_parameter_annotated_queuedjob_is_not_injected(chancy: Chancy
     jobs = run_worker(chancy, lambda w: chancy.wait_for_jobs(refs, timeout=20))
     for func, job in zip(funcs, jobs, strict=True):
         assert job.state is SUCCEEDED, (func, job.errors)
-        assert job.meta == {"positional": None, "injected": job.id}, func
+        assert job.meta == {"positional": None, "injected": str(job.id)}, func
 
 
 def test_context_is_frozen_but_meta_persists_after_success_and_after_an_exception(chancy: Chancy) -> None:
@@ -162,7 +162,7 @@ def test_whatever_a_job_raises_is_recorded_and_the_child_keeps_serving(chancy: C
         assert job.state is FAILED and job.attempts == 1, func
         assert expected in job.errors[0]["traceback"], (func, job.errors)
     meta_job = jobs[-2]
-    assert meta_job.state is SUCCEEDED and meta_job.meta == {"when": "{1, 2}", "ok": True}
+    assert meta_job.state is SUCCEEDED and meta_job.meta == {"when": [1, 2], "how": "(1+2j)", "ok": True}
     assert jobs[0].state is SUCCEEDED and jobs[-1].state is SUCCEEDED
     first, last = pids(path)
     assert first == last  # none of it cost the child its life

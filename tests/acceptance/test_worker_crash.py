@@ -225,7 +225,7 @@ def test_start_recovers_orphans_but_not_live_holders(chancy: Chancy, tmp_path: P
     with chancy.connection() as conn, conn:
         claimed = chancy.store.claim_jobs(conn, "default", 1, now=chancy.now(), worker_id="gone-worker", pid=dead,
                                           pid_start=None)
-    assert [j.id for j in claimed] == [ref.identifier]
+    assert [str(j.id) for j in claimed] == [ref.identifier]
 
     live = chancy.sync_push(Job(func="tests.jobs.noop", max_attempts=2))
     with chancy.connection() as conn, conn:

@@ -52,7 +52,7 @@ def test_threaded_executor_runs_sync_jobs_in_the_supervisor(chancy: Chancy, tmp_
         assert job.meta["pid"] == os.getpid()
         assert job.meta["thread"].startswith("chancy-lite[threads]")
     for job in jobs[3:5]:
-        assert job.state is SUCCEEDED and job.meta == {"items": ["x"], "injected": job.id}
+        assert job.state is SUCCEEDED and job.meta == {"items": ["x"], "injected": str(job.id)}
     assert jobs[5].state is SUCCEEDED and pids(path) == [os.getpid()]
     assert jobs[6].state is FAILED and jobs[6].attempts == 2 and [e["attempt"] for e in jobs[6].errors] == [0, 1]
 
@@ -127,7 +127,7 @@ def test_async_executor_runs_coroutines_concurrently_and_rejects_sync_functions(
     assert all(j.state is SUCCEEDED for j in jobs)
     # 5 x 0.6 s, concurrently: every job started before the first one finished.
     assert max(j.started_at for j in jobs) < min(j.completed_at for j in jobs), elapsed  # type: ignore[type-var]
-    assert ctx_job is not None and ctx_job.state is SUCCEEDED and ctx_job.meta == {"injected": ctx_job.id}
+    assert ctx_job is not None and ctx_job.state is SUCCEEDED and ctx_job.meta == {"injected": str(ctx_job.id)}
     assert sync_job is not None and sync_job.state is FAILED
     assert "AsyncExecutor does not support synchronous jobs: tests.jobs.noop" in errors_text(sync_job)
 
@@ -188,7 +188,7 @@ def test_process_executor_runs_coroutine_jobs_with_limits_and_cancel(chancy: Cha
         return results
 
     ok_job, slow_job, doomed_job = run_worker(chancy, body)
-    assert ok_job is not None and ok_job.state is SUCCEEDED and ok_job.meta == {"injected": ok_job.id}
+    assert ok_job is not None and ok_job.state is SUCCEEDED and ok_job.meta == {"injected": str(ok_job.id)}
     assert slow_job is not None and slow_job.state is FAILED and "TimeoutError" in errors_text(slow_job)
     assert (slow_job.completed_at - slow_job.started_at).total_seconds() < 3
     assert doomed_job is not None and doomed_job.state is FAILED and doomed_job.attempts == 1

@@ -51,7 +51,7 @@ def test_a_retry_is_not_early_and_a_succeeding_job_is_left_alone(db_path: str) -
         assert drain(chancy) == []  # not due yet
         clock.advance(seconds=0.001)
         [retried] = drain(chancy)
-        assert retried.id == failing.identifier and retried.state is State.FAILED and retried.attempts == 2
+        assert retried.id == failing and retried.state is State.FAILED and retried.attempts == 2
         done = chancy.sync_get_job(fine)
         assert done is not None and done.state is State.SUCCEEDED and done.attempts == 1
 

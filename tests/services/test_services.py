@@ -33,7 +33,7 @@ def claim_as_dead_process(app: Chancy, job: Job, *, worker_id: str = "gone", pid
     with app.connection() as conn, conn:
         [claimed] = app.store.claim_jobs(conn, job.queue, 1, now=app.now(), worker_id=worker_id, pid=pid,
                                          pid_start=None)
-    assert claimed.id == ref.identifier
+    assert claimed.id == ref
     return claimed
 
 

@@ -240,7 +240,7 @@ def test_push_and_get_job(api: Api) -> None:
     assert isinstance(ref, Reference)
     stored = api.get_job(ref)
     assert isinstance(stored, QueuedJob)
-    assert (stored.id, stored.func, stored.kwargs, stored.priority, stored.meta, stored.state) == (
+    assert (str(stored.id), stored.func, stored.kwargs, stored.priority, stored.meta, stored.state) == (
         ref.identifier, FUNC, {"n": 7}, 3, {"who": "test"}, PENDING,
     )
     # Any spelling of the id finds it.

@@ -58,7 +58,7 @@ RULES: list[Condition] = [
 @pytest.mark.parametrize("rule", RULES, ids=[repr(r.rule) for r in RULES])
 def test_sql_and_python_agree(app: Chancy, clock: Clock, rule: Condition) -> None:
     jobs = sample(app, clock)
-    in_python = [j.id for j in jobs if rule.matches(j, clock())]
+    in_python = [str(j.id) for j in jobs if rule.matches(j, clock())]
     in_sql = app.sync_run_store(app.store.matching_job_ids, rule.rule, now=app.now())
     assert in_sql == in_python
 
@@ -79,7 +79,7 @@ def test_reprioritize_raises_each_waiting_match_once_per_pass(app: Chancy, clock
     plugin = Reprioritize(R.Queue() == "q", priority_increase=2, batch_size=4)
     assert plugin.reprioritize_jobs(app) == 25  # 7 transactions of at most 4, each job once
     assert plugin.reprioritize_jobs(app) == 25
-    priorities = {j.id: j.priority for j in app.sync_get_jobs([*waiting, other, done])}
+    priorities = {str(j.id): j.priority for j in app.sync_get_jobs([*waiting, other, done])}
     assert {priorities[r.identifier] for r in waiting} == {4}
     assert priorities[other.identifier] == 0 and priorities[done.identifier] == 0  # not matching; finished
     with pytest.raises(ValueError, match="batch_size"):
@@ -100,7 +100,7 @@ def test_values_a_field_cannot_compare_with_are_refused_at_once() -> None:
 def test_edge_cases_mean_the_same_in_sql_and_python(app: Chancy, clock: Clock, rule: Condition) -> None:
     jobs = [app.sync_get_job(app.sync_push(Job(func="tests.jobs.noop", queue=q))) for q in ("a", "bulk", "k")]
     clock.advance(seconds=90)  # every job is exactly 90 s old
-    in_python = [j.id for j in jobs if j is not None and rule.matches(j, clock())]
+    in_python = [str(j.id) for j in jobs if j is not None and rule.matches(j, clock())]
     assert app.sync_run_store(app.store.matching_job_ids, rule.rule, now=app.now()) == in_python
 
 

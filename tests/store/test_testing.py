@@ -38,7 +38,7 @@ def test_drain_runs_retries_until_attempts_are_spent(clocked) -> None:
     chancy, clock = clocked
     ref = chancy.sync_push(Job(func="tests.jobs.fail", max_attempts=3, scheduled_at=clock()))
     [done] = drain(chancy)
-    assert done.id == ref.identifier
+    assert done.id == ref
     assert done.state is QueuedJob.State.FAILED
     assert [e["attempt"] for e in done.errors] == [0, 1, 2]
 

@@ -106,6 +106,6 @@ def test_a_key_is_reused_once_its_job_has_finished_under_contention(chancy: Chan
     active = chancy.sync_list_jobs(state="pending", limit=10 * KEYS)
     failed = chancy.sync_list_jobs(state="failed", limit=10 * KEYS)
     assert len(active) == KEYS
-    assert {j.id for j in failed} == {r.identifier for r in first.values()}
+    assert {str(j.id) for j in failed} == {r.identifier for r in first.values()}
     returned = {id_ for _, pairs, _, _ in reports for _, id_ in pairs}
-    assert returned == {j.id for j in active}
+    assert returned == {str(j.id) for j in active}

@@ -51,7 +51,7 @@ def test_a_retry_and_a_recovery_wake_only_their_own_queue(chancy: Chancy) -> Non
         assert [c.claimable for c in published] == [{"mail": 1}]
         published.clear()
         recovered = chancy.store.recover_jobs(conn, "dead", 2, lambda j: "died", now=chancy.now())
-        assert [(j.id, state) for j, state in recovered] == [(orphan.identifier, "retrying")]
+        assert [(str(j.id), state) for j, state in recovered] == [(orphan.identifier, "retrying")]
         assert [c.claimable for c in published] == [{"reports": 1}]
     assert retried is not None
 

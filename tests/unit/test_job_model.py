@@ -185,7 +185,8 @@ def test_decorated_function_is_accepted_wherever_a_job_is(chancy: Chancy) -> Non
 
 
 def test_reference_equality_and_hashing() -> None:
-    ident = chancy_uuid()
+    assert isinstance(chancy_uuid(), uuid.UUID) and chancy_uuid().version == 7  # as Chancy 0.26
+    ident = str(chancy_uuid())
     ref = Reference(ident)
     assert ref == Reference(ident)
     assert ref == ident
@@ -194,7 +195,7 @@ def test_reference_equality_and_hashing() -> None:
     assert Reference(uuid.UUID(ident)) == ref
     assert ref.identifier == ident == str(ref)
     assert ref != Reference(chancy_uuid())
-    assert ref != chancy_uuid()
+    assert ref != chancy_uuid() and ref != str(chancy_uuid())
     assert ref != 42
     assert ref != None  # noqa: E711
     assert hash(ref) == hash(Reference(ident))
