@@ -265,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_migration_commands(commands)
     _add_queue_commands(commands)
     _add_job_commands(commands)
+    _add_cron_commands(commands)
     add_command(commands, "status", cmd_status, "job counts per queue and state, file and WAL size")
     add_worker_commands(commands)
     return parser
@@ -482,6 +483,17 @@ def _add_job_commands(commands: Subparsers) -> None:
     add_command(jobs, "purge", cmd_job_purge, "delete jobs").add_argument("ids", nargs="+")
 
 
+def _add_cron_commands(commands: Subparsers) -> None:
+    crons = add_group(commands, "cron", "inspect and act on cron schedules (the Cron plugin)")
+    listing = add_command(crons, "list", cmd_cron_list, "list cron schedules by key, with their next runs")
+    listing.add_argument("--json", action="store_true", help="print JSON (ASCII only; times in ISO 8601, UTC)")
+    run_now = add_command(
+        crons, "run-now", cmd_cron_run_now, "push a schedule's job now (its next run stays as it is); prints its id"
+    )
+    run_now.add_argument("key", help="the schedule's unique key")
+    add_command(crons, "remove", cmd_cron_remove, "delete a cron schedule").add_argument("key")
+
+
 # ------------------------------------------------------------------ commands
 
 
@@ -655,6 +667,66 @@ def _existing_jobs(app: Chancy, ids: Sequence[str]) -> list[QueuedJob]:
     if missing:
         raise JobNotFoundError(f"no job with id {', '.join(map(repr, missing))}; nothing was changed")
     return jobs
+
+
+def cmd_cron_list(app: Chancy, args: argparse.Namespace) -> int:
+    from chancy_lite.plugins.cron import Cron
+
+    schedules = Cron.sync_get_schedules(app)
+    if args.json:
+        print(json.dumps([_finite(_schedule_to_dict(s)) for s in schedules.values()], indent=2,
+                         default=_json_default, ensure_ascii=True, allow_nan=False))
+        return 0
+    if not schedules:
+        print("no cron schedules")
+        return 0
+    headers = ["key", "func", "queue", "cron", "timezone", "next run", "next run (local)", "last run"]
+    rows = (
+        [s["unique_key"], s["job"].func, s["job"].queue, s["cron"], s["timezone"], s["next_run"],
+         _local_time(s["next_run"], s["timezone"]), s["last_run"]]
+        for s in schedules.values()
+    )
+    print(format_table(headers, rows))
+    return 0
+
+
+def _schedule_to_dict(schedule: dict[str, Any]) -> dict[str, Any]:
+    job: Job = schedule["job"]
+    fields = {field.name: getattr(job, field.name) for field in dataclasses.fields(job)
+              if not field.name.startswith("_") and field.name != "scheduled_at"}
+    return {**schedule, "job": fields}
+
+
+def _local_time(value: dt.datetime, zone: str) -> str:
+    """``value`` on the wall clock of the IANA zone ``zone`` (with its abbreviation), or "?" if it is unknown here."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        local = value.astimezone(ZoneInfo(zone))
+    except (ValueError, KeyError, OSError):
+        return "?"
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def cmd_cron_run_now(app: Chancy, args: argparse.Namespace) -> int:
+    from chancy_lite.plugins.cron import Cron
+
+    before = _now(app)
+    ref = Cron.sync_run_now(app, args.key)
+    job = app.sync_get_job(ref)
+    if job is not None and job.created_at is not None and job.created_at < before:
+        _warn(f"an unfinished job of schedule {args.key} holds its key ({job.state.value}): nothing new was pushed")
+    print(ref)
+    return 0
+
+
+def cmd_cron_remove(app: Chancy, args: argparse.Namespace) -> int:
+    from chancy_lite.plugins.cron import Cron
+
+    if not Cron.sync_unschedule(app, args.key):
+        raise KeyError(f"no cron schedule has the key {args.key!r}")
+    print(f"removed cron schedule {args.key}")
+    return 0
 
 
 def cmd_status(app: Chancy, args: argparse.Namespace) -> int:

@@ -36,6 +36,14 @@ class DependencyTooOldError(ChancyError, ImportError):
     """An installed dependency (apsw) is older than chancy_lite needs: upgrade it."""
 
 
+class MissingDependencyError(ChancyError, ImportError):
+    """An optional dependency is not installed: the message names the extra to install."""
+
+
+class InvalidCronError(ChancyError, ValueError):
+    """A cron expression or time zone that cannot be scheduled (the message says what to change)."""
+
+
 class MigrationsNeededError(ChancyError):
     """The database schema is older than this code: run ``migrate()``."""
 

@@ -29,10 +29,14 @@ from chancy_lite.utils import UTC, aware
 
 
 class Clock:
-    """A clock that only moves when told to: pass it as ``Chancy(path, clock=clock)``."""
+    """A clock that only moves when told to: pass it as ``Chancy(path, clock=clock)``.
+
+    It keeps UTC whatever zone it is given, so ``advance`` moves real time: a minute is a minute across a
+    daylight-saving change (arithmetic on a datetime in a zone with DST would move its wall clock instead).
+    """
 
     def __init__(self, start: dt.datetime | None = None) -> None:
-        self._now = aware(start) if start is not None else dt.datetime.now(UTC)
+        self._now = aware(start).astimezone(UTC) if start is not None else dt.datetime.now(UTC)
 
     def __call__(self) -> dt.datetime:
         return self._now
@@ -43,7 +47,7 @@ class Clock:
         return self._now
 
     def set(self, when: dt.datetime) -> None:
-        self._now = aware(when)
+        self._now = aware(when).astimezone(UTC)
 
 
 def _runner(chancy: Chancy, queue: str) -> Runner:

@@ -61,3 +61,16 @@ def test_run_jobs_finishes_jobs_across_queues(clocked) -> None:
     jobs = run_jobs(chancy, refs)
     assert [j.state for j in jobs] == [QueuedJob.State.SUCCEEDED] * 2
     assert [j.queue for j in jobs] == ["a", "b"]
+
+
+def test_the_clock_moves_real_time_across_a_daylight_saving_change() -> None:
+    from zoneinfo import ZoneInfo
+
+    new_york = ZoneInfo("America/New_York")
+    clock = Clock(dt.datetime(2025, 3, 9, 1, 30, tzinfo=new_york))  # half an hour before the clocks jump to 03:00
+    assert clock().tzinfo is dt.UTC
+    clock.advance(hours=1)
+    assert clock().astimezone(new_york).strftime("%H:%M %Z") == "03:30 EDT"  # one real hour, not 02:30 on the wall
+    clock.set(dt.datetime(2025, 11, 2, 1, 30, tzinfo=new_york))
+    clock.advance(hours=1)
+    assert clock().astimezone(new_york).strftime("%H:%M %Z") == "01:30 EST"  # the repeated hour
