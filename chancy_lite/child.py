@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from chancy_lite import db, execution, proc, wake
 from chancy_lite.execution import Capability
-from chancy_lite.hooks import HookFailed, JobHooks
+from chancy_lite.hooks import FinishedRun, HookFailed, JobHooks
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
 from chancy_lite.outcome import Outcome, next_outcome, stored_view
@@ -338,6 +338,9 @@ class Runner:
             )
             if jobs and window:
                 store.spend_rate_budget(self.conn, config.queue, used + len(jobs), now=now, window=window)
+            if self.hooks.recorders:
+                self.hooks.transaction_ending(self.conn, now=now, prefix=store.prefix, worker_id=config.worker_id,
+                                              force=not jobs)
         self.pending = []
         self.journal.reset()
         self.written(pending, updated)
@@ -346,19 +349,26 @@ class Runner:
     def write_outcomes(self, outcomes: list[Outcome]) -> list[QueuedJob]:
         """Write finished runs (in the caller's transaction). When plugins are shown written jobs, the accepted
         ones go to ``on_jobs_updated_in_transaction`` here and are returned for ``written`` after the commit."""
-        config, store, conn = self.config, self.store, self.conn
-        if not self.hooks.wants_updates:
+        config, store, conn, hooks = self.config, self.store, self.conn, self.hooks
+        if not hooks.wants_runs:
             for outcome in outcomes:
                 store.complete_job(conn, outcome, worker_id=config.worker_id, pid=self.pid, queue=config.queue)
             return []
-        updated = []
+        updated: list[QueuedJob] = []
+        runs: list[FinishedRun] = []
+        now = self.now()
         for outcome in outcomes:
             accepted = store.complete_job(conn, outcome, worker_id=config.worker_id, pid=self.pid,
                                           queue=config.queue)
             job = self.ran.get(outcome.id)
             if accepted and job is not None and outcome.state is not State.PENDING:
-                updated.append(stored_view(job, outcome))
-        self.hooks.jobs_written(conn, updated)
+                if hooks.wants_updates:
+                    updated.append(stored_view(job, outcome))
+                if hooks.recorders:
+                    runs.append(FinishedRun(job.func, job.queue, outcome.state.value, outcome.started_at,
+                                            outcome.completed_at, now))
+        hooks.runs_written(conn, runs)
+        hooks.jobs_written(conn, updated)
         return updated
 
     def written(self, outcomes: list[Outcome], updated: list[QueuedJob]) -> None:
@@ -369,7 +379,8 @@ class Runner:
         self.hooks.jobs_updated(updated)
 
     def flush(self) -> None:
-        if self.pending:
+        """Write pending outcomes (and what run recorders keep) now, claiming nothing."""
+        if self.pending or self.hooks.recorders:
             self.with_retry(lambda: self._exchange(0))
 
     def with_retry(self, step: Callable[[], T]) -> T:
@@ -500,7 +511,7 @@ class Runner:
                                elapsed=time.perf_counter() - started, started_at=started_at)
         if self.hooks.completing:
             outcome = self.hooks.job_completed(job, outcome, error)
-        if self.hooks.wants_updates:
+        if self.hooks.wants_runs:
             self.ran[outcome.id] = job
         return outcome
 

@@ -18,6 +18,12 @@ pass the real ``Worker``. Per hook (as Chancy 0.26, ``chancy/worker.py`` and ``c
 
 A run given back unstarted (a batch handed to other children, a worker stopping) is not an update.
 Plugins that override none of these cost nothing per job.
+
+**chancy_lite only: run recorders.** Chancy's update hooks see each written job as a ``QueuedJob``, built for
+them (and awaited on an event loop): about 15 µs a job, a third of a no-op job's whole cost. A plugin that only
+counts runs (``Metrics``) returns a ``RunRecorder`` from ``run_recorder()`` instead; it is called synchronously,
+once per writing transaction, with plain ``FinishedRun`` tuples, and once more as the transaction ends, when it
+may write rows of its own through the connection. Recorders are copied to children like hooks.
 """
 
 from __future__ import annotations
@@ -26,16 +32,45 @@ import asyncio
 import logging
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from chancy_lite.job import QueuedJob
 from chancy_lite.outcome import Outcome, run_completion_hooks
+from chancy_lite.utils import to_micros
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-HOOK_NAMES = ("on_job_starting", "on_job_completed", "on_job_updated", "on_jobs_updated_in_transaction")
+HOOK_NAMES = (
+    "on_job_starting", "on_job_completed", "on_job_updated", "on_jobs_updated_in_transaction", "run_recorder",
+)
+
+
+class FinishedRun(NamedTuple):
+    """One accepted, finished run as a ``RunRecorder`` sees it; times in µs since the epoch."""
+
+    func: str
+    queue: str
+    state: str  # the job's new state: "succeeded", "failed" or "retrying"
+    started_at: int | None
+    completed_at: int | None  # None while retrying (as the stored row)
+    at: int  # when the run was written (the writer's clock)
+
+
+class RunRecorder(Protocol):
+    """What ``Plugin.run_recorder()`` returns (chancy_lite only; see the module docstring).
+
+    ``record`` is called inside the transaction that writes the runs, after the writes: the transaction may still
+    roll back and be tried again, so a recorder keeps what it was given apart until it learns of the commit
+    (``conn.after_commit``). ``write`` is called at the end of each writing transaction of a child (and of the
+    recovery of a dead child's jobs, with ``force``); it may write rows through ``conn``, atomically with the
+    runs. ``force`` says nothing more will follow soon (the writer goes idle or stops): write what is kept.
+    """
+
+    def record(self, conn: Any, runs: Sequence[FinishedRun]) -> None: ...
+
+    def write(self, conn: Any, *, now: int, prefix: str, worker_id: str, force: bool) -> None: ...
 
 
 class HookFailed(Exception):
@@ -69,10 +104,16 @@ class JobHooks:
         self.in_transaction = [p for p in plugins if overrides(p, "on_jobs_updated_in_transaction")]
         #: Whether finished runs must be shown to plugins after they are written (jobs then need keeping).
         self.wants_updates = bool(self.updated or self.in_transaction)
+        #: The plugins' run recorders (chancy_lite only), one each, made here.
+        self.recorders: list[RunRecorder] = [
+            recorder for p in plugins if overrides(p, "run_recorder") and (recorder := p.run_recorder()) is not None
+        ]
+        #: Whether a writer must keep each run's job until its outcome is written.
+        self.wants_runs = self.wants_updates or bool(self.recorders)
         self._local = threading.local()
 
     def __bool__(self) -> bool:
-        return bool(self.starting or self.completing or self.wants_updates)
+        return bool(self.starting or self.completing or self.wants_runs)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine to its end on this thread's hook loop (not from inside a running loop)."""
@@ -129,6 +170,25 @@ class JobHooks:
                               "tried again", _name(plugin))
                 raise HookFailed(f"{_name(plugin)}.on_jobs_updated_in_transaction raised {exc!r}") from exc
 
+    def runs_written(self, conn: Any, runs: Sequence[FinishedRun]) -> None:
+        """Inside the writing transaction: each recorder's ``record``."""
+        if runs:
+            for recorder in self.recorders:
+                recorder.record(conn, runs)
+
+    def transaction_ending(self, conn: Any, *, now: int, prefix: str, worker_id: str, force: bool = False) -> None:
+        """At the end of a writing transaction (still inside it): each recorder's ``write``."""
+        for recorder in self.recorders:
+            recorder.write(conn, now=now, prefix=prefix, worker_id=worker_id, force=force)
+
+    def views_written(self, conn: Any, jobs: Sequence[QueuedJob], *, now: int, prefix: str, worker_id: str) -> None:
+        """Inside a transaction that wrote these jobs as stored (the recovery of a dead child's jobs): the
+        recorders get them as runs, and write at once."""
+        if not self.recorders:
+            return
+        self.runs_written(conn, [finished_run(job, now) for job in jobs])
+        self.transaction_ending(conn, now=now, prefix=prefix, worker_id=worker_id, force=True)
+
     async def ajobs_updated(self, jobs: Sequence[QueuedJob]) -> None:
         for job in jobs:
             for plugin in self.updated:
@@ -141,6 +201,14 @@ class JobHooks:
         """After the commit: ``on_job_updated`` for each job, in order."""
         if jobs and self.updated:
             self.run(self.ajobs_updated(jobs))
+
+
+def finished_run(job: QueuedJob, now: int) -> FinishedRun:
+    """A written job (as stored) as a ``FinishedRun``."""
+    return FinishedRun(
+        job.func, job.queue, job.state.value, to_micros(job.started_at) if job.started_at else None,
+        to_micros(job.completed_at) if job.completed_at else None, now,
+    )
 
 
 def _name(plugin: Any) -> str:

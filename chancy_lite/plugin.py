@@ -8,7 +8,7 @@ Where each part runs:
   where the job runs: in the **worker child** that runs it, on a copy of the plugin (pickled when the worker
   starts, so a plugin with job hooks must pickle; ``worker`` is None there), or in the supervisor for the Async
   executor and for the recovery of a dead child's jobs (``worker`` is the Worker). When and how each is called:
-  :mod:`chancy_lite.hooks`.
+  :mod:`chancy_lite.hooks`; ``run_recorder()`` (chancy_lite only) is the cheap way to count runs there.
 
 A plugin that needs others names their identifiers in ``get_dependencies()``; a worker refuses to start without
 them (``ConfigurationError``). A plugin with tables of its own gives ``migrate_key()`` and ``migrations()``; they
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
+    from chancy_lite.hooks import RunRecorder
     from chancy_lite.job import QueuedJob
     from chancy_lite.worker import Worker
 
@@ -79,6 +80,12 @@ class Plugin:
 
     async def on_jobs_updated_in_transaction(self, *, worker: Worker, jobs: Sequence[QueuedJob], cursor: Any) -> None:
         """Inside the transaction that writes job updates, before it commits."""
+
+    def run_recorder(self) -> RunRecorder | None:
+        """chancy_lite only: an object told of every finished run where runs are written (see
+        :mod:`chancy_lite.hooks`), synchronously and without building a ``QueuedJob`` per run; None (the default)
+        for none. Called once per writer, on the writer's copy of the plugin."""
+        return None
 
     async def cleanup(self, chancy: Chancy) -> int | None:
         """Called once when the worker stops."""

@@ -258,6 +258,25 @@ class Worker:
         with their next claim (or at once, when a job runs long), so nothing waits in the supervisor: this
         returns at once."""
 
+    # ------------------------------------------------------------ metrics
+
+    async def increment_counter(self, key: str, value: int | float, *, unit: str = "count") -> None:
+        """Add ``value`` to the counter ``key``: emits ``metrics.counter`` ``{key, value, unit}`` on this worker's hub
+        (Chancy 0.26). The Metrics plugin records it under this worker's id, buffered in this process and written
+        every ``sync_interval`` seconds and when the worker stops; without the plugin nothing records it. An
+        invalid key, unit or value is dropped there with a warning."""
+        self.hub.emit("metrics.counter", {"key": key, "value": value, "unit": unit})
+
+    async def record_gauge(self, key: str, value: int | float, *, unit: str = "number") -> None:
+        """Set the gauge ``key`` to ``value``: emits ``metrics.gauge`` ``{key, value, unit}`` (as
+        ``increment_counter``)."""
+        self.hub.emit("metrics.gauge", {"key": key, "value": value, "unit": unit})
+
+    async def record_histogram_value(self, key: str, value: int | float, *, unit: str = "number") -> None:
+        """Add ``value`` to the histogram ``key``: emits ``metrics.histogram`` ``{key, value, unit}`` (as
+        ``increment_counter``)."""
+        self.hub.emit("metrics.histogram", {"key": key, "value": value, "unit": unit})
+
     async def wait_for_shutdown(self) -> None:
         """Return once the worker has stopped; raise the error that stopped it, if one did."""
         await self._stopped.wait()

@@ -93,11 +93,12 @@ class Rescuer(Service):
 
         def in_transaction(conn: object, jobs: list[QueuedJob]) -> None:
             written[:] = jobs  # the transaction may run again: keep its last, committed, run
+            hooks.views_written(conn, jobs, now=now, prefix=chancy.prefix, worker_id=worker_id)
             hooks.jobs_written(conn, jobs)
 
         recovered = await self.worker.db(
             chancy.store.recover_jobs, worker_id, pid, reason, now=now, started=started, outcomes=outcomes,
-            written=in_transaction if hooks.wants_updates else None,
+            written=in_transaction if hooks.wants_runs else None,
         )
         journal.remove(paths)
         await hooks.ajobs_updated(written)

@@ -1,0 +1,53 @@
+"""Metrics across real worker processes: two supervisors with two children each run a mix of jobs on one file; the
+counts read back, merged over both workers, equal the runs, and each worker's own rows add up to them."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+from chancy_lite import Chancy, Job, Queue
+from chancy_lite.plugins.metrics import Metrics
+from tests.conftest import wait_until
+from tests.worker_support import Supervisor
+
+
+def totals(metrics: Metrics, app: Chancy, worker_id: str | None = None) -> dict[str, Any]:
+    report = metrics.sync_get_metrics(app, "global", worker_id, resolution="1hour")
+    return {key: m.summary for key, m in report["series"].items() if m.summary}
+
+
+def test_counts_merged_from_two_workers_equal_the_jobs_run(db_path: str, tmp_path: Path) -> None:
+    metrics = Metrics()
+    with Chancy(db_path, plugins=[metrics], no_default_plugins=True) as app:
+        app.sync_migrate()
+        app.sync_declare(Queue("work", concurrency=2))
+        jobs = [Job(func="tests.jobs.sleep", queue="work", kwargs={"seconds": 0.01}) for _ in range(150)]
+        jobs += [Job(func="tests.jobs.fail", queue="work") for _ in range(30)]
+        jobs += [Job(func="tests.jobs.fail", queue="work", max_attempts=2) for _ in range(20)]
+        want = {"global:status:succeeded": 150, "global:status:failed": 50, "global:status:retrying": 20}
+        with Supervisor(db_path, "--queue", "work:2", "--worker-id", "w1", "--metrics", "--no-migrate",
+                        log_path=tmp_path / "w1.log") as w1, \
+                Supervisor(db_path, "--queue", "work:2", "--worker-id", "w2", "--metrics", "--no-migrate",
+                           log_path=tmp_path / "w2.log") as w2:
+            w1.wait_ready()
+            w2.wait_ready()
+            for _ in app.sync_push_many(jobs):
+                pass
+            wait_until(lambda: app.sync_count_jobs().get("work", {}).get("pending", 0) == 0
+                       and sum(app.sync_count_jobs()["work"].get(s, 0) for s in ("succeeded", "failed")) == 200,
+                       timeout=60, message="every job finished")
+            # Children write their counts as they go idle, right after the last job.
+            wait_until(lambda: totals(metrics, app) == want, timeout=20, message=f"counts {totals(metrics, app)}")
+            for sup in (w1, w2):
+                sup.signal(signal.SIGTERM)
+            assert w1.wait(20) == 0 and w2.wait(20) == 0, w1.log() + w2.log()
+        assert totals(metrics, app) == want  # stopping wrote nothing twice
+        one, two = totals(metrics, app, "w1"), totals(metrics, app, "w2")
+        assert one and two, "both workers ran jobs"
+        assert {key: one.get(key, 0) + two.get(key, 0) for key in want} == want
+        throughput = metrics.sync_get_metrics(app, "queue:work:throughput", resolution="1min", limit=10)
+        assert throughput["series"]["queue:work:throughput"].summary == 220
+        assert sorted({k.split(":")[1] for k in metrics.sync_list_metrics(app) if k.startswith("job:")}) == [
+            "tests.jobs.fail", "tests.jobs.sleep"]
