@@ -46,6 +46,10 @@ from chancy_lite.utils import import_string, micros_now
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Seconds: a claimed job that may run longer (never seen here, or seen to) has run recorders write what they keep
+# in the claiming transaction, rather than after it (see chancy_lite.hooks, "run recorders").
+RECORD_BEFORE = 0.5
+
 State = QueuedJob.State
 
 
@@ -285,6 +289,10 @@ class Runner:
                 for other in rest:
                     store.complete_job(self.conn, self.release(other), worker_id=config.worker_id, pid=self.pid,
                                        queue=config.queue, quiet=True)  # waking idle children for it
+                if self.hooks.recorders:
+                    self.hooks.transaction_ending(self.conn, now=self.now(), prefix=store.prefix,
+                                                  worker_id=config.worker_id,
+                                                  force=self._may_run_long(job.func, RECORD_BEFORE))
             return updated
 
         updated = self.with_retry(write)
@@ -339,8 +347,11 @@ class Runner:
             if jobs and window:
                 store.spend_rate_budget(self.conn, config.queue, used + len(jobs), now=now, window=window)
             if self.hooks.recorders:
+                # Run counts are written at most every second, and now if this child goes idle or may be busy a
+                # while with what it claimed (so they do not wait for the end of a long job).
+                force = not jobs or any(self._may_run_long(job.func, RECORD_BEFORE) for job in jobs)
                 self.hooks.transaction_ending(self.conn, now=now, prefix=store.prefix, worker_id=config.worker_id,
-                                              force=not jobs)
+                                              force=force)
         self.pending = []
         self.journal.reset()
         self.written(pending, updated)

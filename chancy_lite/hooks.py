@@ -65,7 +65,8 @@ class RunRecorder(Protocol):
     roll back and be tried again, so a recorder keeps what it was given apart until it learns of the commit
     (``conn.after_commit``). ``write`` is called at the end of each writing transaction of a child (and of the
     recovery of a dead child's jobs, with ``force``); it may write rows through ``conn``, atomically with the
-    runs. ``force`` says nothing more will follow soon (the writer goes idle or stops): write what is kept.
+    runs, including those recorded in this very transaction. ``force`` says no other transaction may follow soon
+    (the writer goes idle or stops, or starts a job that may run long): write what is kept now.
     """
 
     def record(self, conn: Any, runs: Sequence[FinishedRun]) -> None: ...

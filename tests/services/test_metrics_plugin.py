@@ -141,3 +141,24 @@ def test_the_job_of_a_child_that_died_is_counted_by_its_supervisor(db_path: str)
         assert run_worker(app, body)
         died = counted(app, metrics, "job:tests.jobs.die")
         assert died["job:tests.jobs.die:failed"] == 1 and died["job:tests.jobs.die:execution_time"]["count"] == 1
+
+
+def test_counts_do_not_wait_for_the_end_of_a_long_job(db_path: str) -> None:
+    """A child writes what it counted when it claims, or is running, a job that may run long (one it has not seen,
+    or has seen run half a second or more), so the counts of the jobs before it show while it runs."""
+    metrics = Metrics()
+    with Chancy(db_path, plugins=[metrics], no_default_plugins=True) as app:
+        app.sync_migrate()
+        app.sync_declare(Queue("default", concurrency=1), upsert=True)
+        jobs = [Job(func="tests.jobs.noop", priority=1) for _ in range(30)]
+        jobs.append(Job(func="tests.jobs.sleep", kwargs={"seconds": 30}))  # last: claimed in a batch with noops
+        [refs] = list(app.sync_push_many(jobs))
+
+        async def body(worker: Worker) -> None:
+            await until(lambda: app.sync_get_job(refs[-1]).state.value == "running",  # type: ignore[union-attr]
+                        timeout=10)
+            await until(lambda: counted(app, metrics).get("global:status:succeeded") == 30, timeout=5,
+                        message=f"counts while the long job runs: {counted(app, metrics)}")
+            await app.cancel_job(refs[-1])
+
+        run_worker(app, body, stop_within=10)

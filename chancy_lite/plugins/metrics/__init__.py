@@ -27,10 +27,12 @@ As Chancy 0.26:
 * ``get_metrics`` merges the workers' buckets: counters summed, gauges the latest value, histograms merged.
 
 Where chancy_lite differs: runs are counted where they are written, in the worker child (see ``RunTally``), and
-written with the child's own transactions at most every ``min(sync_interval, 1)`` seconds and whenever it goes
-idle or stops; a child killed with SIGKILL loses the counts of what it wrote in its last second. Table sizes come
-from SQLite's ``dbstat``; the leader also samples ``database:file_size_bytes``, ``database:wal_size_bytes`` and
-``database:free_bytes``. Rows are per worker, not per worker session, and queries are not cached.
+the counts are written with the child's own transactions: at most every ``min(sync_interval, 1)`` seconds while it
+is busy with short jobs, and at once when it goes idle, stops, or claims or runs a job that may take half a second
+or more; a child killed with SIGKILL loses the counts it had not written (at most about a second of runs).
+Table sizes come from SQLite's ``dbstat``; the leader also samples ``database:file_size_bytes``,
+``database:wal_size_bytes`` and ``database:free_bytes``. Rows are per worker, not per worker session, and queries
+are not cached.
 """
 
 from __future__ import annotations

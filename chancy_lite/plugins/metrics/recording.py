@@ -113,8 +113,9 @@ class RunTally:
 
     ``record`` keeps the runs of the open transaction apart; once it commits they are counted per (function, queue,
     state, minute), outside the write lock. ``write`` turns the counts into rows and adds them through the
-    writer's connection, in its transaction, at most every ``interval`` seconds unless forced (the writer goes idle
-    or stops), so a busy writer pays for one small write a second, whatever its batch size. The runs of the
+    writer's connection, in its transaction, at most every ``interval`` seconds unless forced (the writer goes idle,
+    stops, or starts a job that may run long), so a busy writer pays for one small write a second, whatever its
+    batch size. The runs of the
     transaction that writes are written with it. A write whose transaction rolls back is written again with the
     next; one that fails (a missing table) is logged and dropped, never failing the writer's transaction. Runs
     counted but not written yet are lost if the process is killed.
