@@ -813,12 +813,13 @@ class Chancy:
 
 
 def _default_plugins() -> list[Any]:
-    """Chancy's default plugins that chancy_lite has: Leadership, Pruner, Recovery."""
+    """Chancy's default plugins that chancy_lite has: Leadership, Pruner, Recovery, Metrics."""
     from chancy_lite.plugins.leadership import Leadership
+    from chancy_lite.plugins.metrics import Metrics
     from chancy_lite.plugins.pruner import Pruner
     from chancy_lite.plugins.recovery import Recovery
 
-    return [Leadership(), Pruner(), Recovery()]
+    return [Leadership(), Pruner(), Recovery(), Metrics()]
 
 
 def _state_values(states: Iterable[QueuedJob.State | str] | None) -> frozenset[str]:

@@ -1,6 +1,6 @@
 """Benchmark chancy_lite against huey's SqliteHuey, side by side in one run.
 
-Usage: ``scripts/bench [--quick] [--only chancy|huey] [--json PATH] [--dir DIR]``
+Usage: ``scripts/bench [--quick] [--only chancy|huey] [--json PATH] [--dir DIR] [--without-metrics] [--drain-only]``
 
 Each system gets fresh files in one temporary directory (a new file per phase). It
 prints a table, then one final line of JSON with every figure.
@@ -288,19 +288,25 @@ def running(cmd: list[str], log_path: str, stop_signal: int, env: dict[str, str]
 
 
 class ChancyBench:
-    def __init__(self, params: Params, workdir: str, variants: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, params: Params, workdir: str, variants: dict[str, dict[str, Any]], *,
+                 metrics: bool = True, drain_only: bool = False) -> None:
         self.p = params
         self.dir = workdir
         self.variants = variants
+        self.metrics = metrics
+        self.drain_only = drain_only
         self.results: dict[str, Any] = {
             "variants": {name: {"options": o, "effective": effective_options(o)} for name, o in variants.items()},
+            "plugins": "defaults" if metrics else "defaults without Metrics",
         }
         self.errors: list[str] = []
 
     def open(self, name: str, *, concurrency: int = 2, options: dict[str, Any] | None = None) -> Any:
-        from chancy_lite import Chancy, Queue
+        from bench_chancy_worker import app
 
-        chancy = Chancy(os.path.join(self.dir, f"chancy-{name}.db"))
+        from chancy_lite import Queue
+
+        chancy = app(os.path.join(self.dir, f"chancy-{name}.db"), metrics=self.metrics)
         chancy.sync_migrate()
         # The worker always serves "default" too (declared at start, if missing): keep it paused so that only
         # the "bench" queue starts processes.
@@ -312,6 +318,8 @@ class ChancyBench:
 
     def worker(self, chancy: Any, name: str) -> Any:
         cmd = [sys.executable, os.path.join(SCRIPTS, "bench_chancy_worker.py"), chancy.path]
+        if not self.metrics:
+            cmd.append("--without-metrics")
         return running(cmd, os.path.join(self.dir, f"chancy-{name}.log"), signal.SIGTERM)
 
     def jobs(self, func: str, n: int) -> Iterator[Any]:
@@ -340,14 +348,16 @@ class ChancyBench:
             time.sleep(POLL_FIRST if first is None else POLL_REST)
 
     def run(self) -> dict[str, Any]:
-        for name, step in (
+        drains = [(f"drain_{name}", functools.partial(self.drain, name, o)) for name, o in self.variants.items()]
+        steps = drains if self.drain_only else [
             ("push_single", self.push_single),
             ("push_bulk", self.push_bulk),
-            *((f"drain_{name}", functools.partial(self.drain, name, o)) for name, o in self.variants.items()),
+            *drains,
             ("latency", self.latency),
             ("claim", self.claim),
             ("sleep_drain", self.sleep_drain),
-        ):
+        ]
+        for name, step in steps:
             run_step("chancy", name, step, self.errors)
         self.results["errors"] = self.errors
         self.results["worker_logs"] = worker_logs(self.dir, "chancy-")
@@ -833,8 +843,10 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def notes(params: Params, variants: dict[str, Any]) -> list[str]:
+def notes(params: Params, variants: dict[str, Any], plugins: str = "defaults") -> list[str]:
     return [
+        f"chancy plugins: {plugins} (the defaults are Leadership, Pruner, Recovery and Metrics; "
+        "--without-metrics leaves Metrics out)",
         "chancy_lite: synchronous=NORMAL (its default); huey: SqliteHuey defaults (WAL, synchronous=FULL); "
         "the second single-push row reruns huey's loop with synchronous=NORMAL",
         "huey has no bulk enqueue: its bulk row is the public enqueue loop (one transaction per task); "
@@ -882,6 +894,9 @@ def main() -> int:
         "--options", metavar="JSON",
         help="chancy executor_options for an extra 'custom' drain variant, e.g. '{\"batch_size\": 16}'",
     )
+    parser.add_argument("--without-metrics", action="store_true",
+                        help="chancy with its default plugins less Metrics (to measure what recording costs)")
+    parser.add_argument("--drain-only", action="store_true", help="chancy: only the drain variants")
     args = parser.parse_args()
     params = QUICK if args.quick else Params()
     variants = dict(VARIANTS)
@@ -903,7 +918,9 @@ def main() -> int:
         results["machine"]["apsw"] = apsw.apsw_version()
         results["machine"]["sqlite_apsw"] = apsw.sqlite_lib_version()
         if args.only != "huey":
-            results["chancy"] = ChancyBench(params, workdir, variants).run()
+            bench = ChancyBench(params, workdir, variants, metrics=not args.without_metrics,
+                                drain_only=args.drain_only)
+            results["chancy"] = bench.run()
         if args.only != "chancy":
             import huey
 
@@ -915,7 +932,8 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
-    results["notes"] = notes(params, (results.get("chancy") or {}).get("variants") or {})
+    chancy_results = results.get("chancy") or {}
+    results["notes"] = notes(params, chancy_results.get("variants") or {}, chancy_results.get("plugins", "defaults"))
     print_report(results, params)
     print(f"total time {results['elapsed_s']} s")
     line = json.dumps(results, default=str, separators=(",", ":"))

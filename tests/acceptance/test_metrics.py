@@ -1,14 +1,19 @@
 """Metrics across real worker processes: two supervisors with two children each run a mix of jobs on one file; the
-counts read back, merged over both workers, equal the runs, and each worker's own rows add up to them."""
+counts read back, merged over both workers, equal the runs, and each worker's own rows add up to them. The
+README's example runs as written."""
 
 from __future__ import annotations
 
+import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from chancy_lite import Chancy, Job, Queue
 from chancy_lite.plugins.metrics import Metrics
+from tests.acceptance.test_readme import README, code_blocks
 from tests.conftest import wait_until
 from tests.worker_support import Supervisor
 
@@ -51,3 +56,15 @@ def test_counts_merged_from_two_workers_equal_the_jobs_run(db_path: str, tmp_pat
         assert throughput["series"]["queue:work:throughput"].summary == 220
         assert sorted({k.split(":")[1] for k in metrics.sync_list_metrics(app) if k.startswith("job:")}) == [
             "tests.jobs.fail", "tests.jobs.sleep"]
+
+
+def test_the_readme_metrics_example_runs_as_written(tmp_path: Path) -> None:
+    blocks = code_blocks()
+    for name in ("tasks.py", "metrics_example.py"):
+        (tmp_path / name).write_text(blocks[name])
+    result = subprocess.run([sys.executable, "metrics_example.py"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    shown = re.search(r"\$ python metrics_example.py\n(.*?)```", README.read_text(), flags=re.S)
+    assert shown is not None
+    assert result.stdout.splitlines() == shown.group(1).strip().splitlines()
