@@ -376,8 +376,8 @@ class Runner:
                 if hooks.wants_updates:
                     updated.append(stored_view(job, outcome))
                 if hooks.recorders:
-                    runs.append(FinishedRun(job.func, job.queue, outcome.state.value, outcome.started_at,
-                                            outcome.completed_at, now))
+                    runs.append((job.func, job.queue, outcome.state.value, outcome.started_at, outcome.completed_at,
+                                 now))
         hooks.runs_written(conn, runs)
         hooks.jobs_written(conn, updated)
         return updated

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from chancy_lite.job import QueuedJob
 from chancy_lite.outcome import Outcome, run_completion_hooks
@@ -47,15 +47,11 @@ HOOK_NAMES = (
 )
 
 
-class FinishedRun(NamedTuple):
-    """One accepted, finished run as a ``RunRecorder`` sees it; times in µs since the epoch."""
-
-    func: str
-    queue: str
-    state: str  # the job's new state: "succeeded", "failed" or "retrying"
-    started_at: int | None
-    completed_at: int | None  # None while retrying (as the stored row)
-    at: int  # when the run was written (the writer's clock)
+#: One accepted, finished run as a ``RunRecorder`` sees it: ``(func, queue, state, started_at, completed_at, at)``,
+#: ``state`` the job's new state ("succeeded", "failed" or "retrying"), times in µs since the epoch: when the run
+#: began and ended (``completed_at`` is None while retrying, as the stored row), and when it was written (the
+#: writer's clock). A plain tuple: one is made per job.
+FinishedRun = tuple[str, str, str, int | None, int | None, int]
 
 
 class RunRecorder(Protocol):
@@ -206,10 +202,8 @@ class JobHooks:
 
 def finished_run(job: QueuedJob, now: int) -> FinishedRun:
     """A written job (as stored) as a ``FinishedRun``."""
-    return FinishedRun(
-        job.func, job.queue, job.state.value, to_micros(job.started_at) if job.started_at else None,
-        to_micros(job.completed_at) if job.completed_at else None, now,
-    )
+    return (job.func, job.queue, job.state.value, to_micros(job.started_at) if job.started_at else None,
+            to_micros(job.completed_at) if job.completed_at else None, now)
 
 
 def _name(plugin: Any) -> str:

@@ -33,25 +33,28 @@ def test_a_pass_samples_sizes_on_the_leader_and_writes_when_due(plugged: tuple[C
     worker = Worker(app, register_signal_handlers=False)
 
     async def steps() -> list[tuple[float, int]]:
-        seen = [(await metrics.tick(worker, app.now()), metrics.buffered())]  # not the leader: nothing sampled
         worker.is_leader.set()
+        seen = [(await metrics.tick(worker, app.now()), metrics.buffered())]  # the first pass: nothing due yet
         clock.advance(30)
         seen.append((await metrics.tick(worker, app.now()), metrics.buffered()))  # sampled, kept until the write
         clock.advance(30)
         seen.append((await metrics.tick(worker, app.now()), metrics.buffered()))  # sampled again, then written
+        worker.is_leader.clear()
+        clock.advance(30)
+        seen.append((await metrics.tick(worker, app.now()), metrics.buffered()))  # not the leader: not sampled
         return seen
 
-    (first, none), (second, sampled), (third, left) = asyncio.run(steps())
+    (first, none), (second, sampled), (third, left), (fourth, still) = asyncio.run(steps())
     assert (first, none) == (30.0, 0)  # the next pass is due when the sizes are (every 30 s)
     assert second == 30.0 and sampled > 0  # then the write (every 60 s), 30 s away
     assert (third, left) == (30.0, 0)
+    assert (fourth, still) == (30.0, 0)
     assert "table:jobs:total_size_bytes" in metrics.sync_list_metrics(app)
 
     def broken(*args: Any) -> None:
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(MetricsStore, "add_to_buckets", broken)
-    worker.is_leader.clear()
     metrics.sync_increment_counter("pending", 1)
 
     async def failing() -> list[float]:
@@ -155,10 +158,13 @@ def test_counts_do_not_wait_for_the_end_of_a_long_job(db_path: str) -> None:
         [refs] = list(app.sync_push_many(jobs))
 
         async def body(worker: Worker) -> None:
-            await until(lambda: app.sync_get_job(refs[-1]).state.value == "running",  # type: ignore[union-attr]
-                        timeout=10)
-            await until(lambda: counted(app, metrics).get("global:status:succeeded") == 30, timeout=5,
-                        message=f"counts while the long job runs: {counted(app, metrics)}")
-            await app.cancel_job(refs[-1])
+            try:
+                # Started: the batch's other jobs are written (the child's batch watcher saw it run long).
+                await until(lambda: app.sync_get_job(refs[-1]).started_at is not None,  # type: ignore[union-attr]
+                            timeout=20)
+                await until(lambda: counted(app, metrics).get("global:status:succeeded") == 30, timeout=20,
+                            message=f"counts while the long job runs: {counted(app, metrics)}")
+            finally:
+                await app.cancel_job(refs[-1])
 
         run_worker(app, body, stop_within=10)

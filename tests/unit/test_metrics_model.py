@@ -223,7 +223,7 @@ class FakeConn:
 
 def run(state: str = "succeeded", at_s: float = 0, took: float | None = 1.0) -> FinishedRun:
     end = to_micros(NOW) + int(at_s * S)
-    return FinishedRun("f", "q", state, end - int(took * S) if took is not None else None, end, end)
+    return ("f", "q", state, end - int(took * S) if took is not None else None, end, end)
 
 
 def test_the_tally_counts_only_committed_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,7 +46,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chancy_lite.hub import Event
 from chancy_lite.plugin import Plugin
 from chancy_lite.plugins.metrics.model import (
     MAX_SERIES,
@@ -74,6 +73,7 @@ from chancy_lite.utils import from_micros, micros_now, to_micros
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
     from chancy_lite.db import Connection
+    from chancy_lite.hub import Event
     from chancy_lite.worker import Worker
 
 __all__ = ["Metric", "MetricPoint", "Metrics"]
@@ -302,11 +302,13 @@ class Metrics(Plugin):
 
     async def tick(self, worker: Worker, now: int) -> float:
         """One pass at ``now`` (µs): sample sizes if this worker leads and they are due, write the buffer and
-        delete expired buckets if due. Errors are logged, never raised (as 0.26); a failed write waits twice as
+        delete expired buckets if due (the first of each one interval after the first pass, so a worker starting
+        does not read the whole file at once). Errors are logged, never raised (as 0.26); a failed write waits twice as
         long before the next, up to 300 s. Returns the seconds until the next pass is due."""
         rt, chancy = self._runtime, worker.chancy
-        if rt.next_collect is None or rt.next_sync is None:
-            rt.next_collect, rt.next_sync = now, now + int(self.sync_interval * 1e6)
+        if rt.next_collect is None or rt.next_sync is None:  # the first pass: sample and write an interval later
+            rt.next_collect = now + int(self.collection_interval * 1e6)
+            rt.next_sync = now + int(self.sync_interval * 1e6)
             rt.sync_delay = float(self.sync_interval)
         if now >= rt.next_collect:
             rt.next_collect = now + int(self.collection_interval * 1e6)
