@@ -507,6 +507,14 @@ def cmd_migrate(app: Chancy, args: argparse.Namespace) -> int:
 
 
 def cmd_check_migrations(app: Chancy, args: argparse.Namespace) -> int:
+    for key, version, newest in app.sync_migration_status():
+        if newest is None:
+            note = "not known to this app (a plugin it does not have)"
+        elif version == newest:
+            note = "up to date"
+        else:
+            note = f"pending: {newest - version} step(s) to version {newest}"
+        print(f"{printable(key)}: version {version} - {note}")
     if app.sync_is_up_to_date():
         print("migrations are up to date")
         return 0

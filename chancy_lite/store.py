@@ -197,6 +197,14 @@ class Store:
                     f"{known}: upgrade chancy_lite, or use a different database file"
                 )
 
+    def migration_status(self, conn: Connection) -> list[tuple[str, int, int | None]]:
+        """``(key, version in the file, newest version known here or None)`` for every key known here or
+        recorded in the file: the core first, then the others by name."""
+        versions = self.migration_versions(conn)
+        keys = sorted(set(versions) | set(self.migrations), key=lambda k: (k != CORE_KEY, k))
+        return [(key, versions.get(key, 0), len(self.migrations[key]) if key in self.migrations else None)
+                for key in keys]
+
     def is_up_to_date(self, conn: Connection) -> bool:
         versions = self.migration_versions(conn)
         self.check_versions(versions)
