@@ -229,6 +229,12 @@ WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = 
     AND started_at IS NULL
 """
 
+# progress: save a running job's meta while it runs (held by us, this attempt).
+SAVE_RUNNING_META = """
+UPDATE {p}jobs SET meta = :meta
+WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = :pid AND attempts = :attempts
+"""
+
 # The running jobs one process holds.
 HELD_JOBS = (
     "SELECT "

@@ -378,6 +378,15 @@ class Store:
         conn.execute(self.q.MARK_JOB_STARTED, params)
         return conn.changes() == 1
 
+    def save_running_meta(
+        self, conn: Connection, job: QueuedJob, meta: str, *, worker_id: str, pid: int | None
+    ) -> bool:
+        """Save the meta of a job we run, while it runs (guarded like ``complete_job``); its own transaction."""
+        params = {"id": str(job.id), "attempts": job.attempts, "meta": meta, "worker_id": worker_id, "pid": pid}
+        with conn:
+            conn.execute(self.q.SAVE_RUNNING_META, params)
+            return conn.changes() == 1
+
     def cancel_job(self, conn: Connection, job_id: str, *, now: int) -> tuple[str, str | None, int | None] | None:
         """Cancel a job that has not finished. Returns (previous state, holder, holder pid) or None."""
         with conn:

@@ -938,3 +938,9 @@ def test_an_internal_failure_is_not_reported_as_a_user_mistake(
     assert code == 70, err
     assert "Traceback" in err and "UnicodeEncodeError" in err
     assert err.splitlines()[-1].startswith("chancy-lite: internal error: 'ascii' codec can't encode")
+
+
+def test_python_dash_m_chancy_lite_is_the_command(db_path: str) -> None:
+    assert run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "migrate").returncode == 0
+    result = run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "check-migrations")
+    assert result.returncode == 0 and "migrations are up to date" in result.stdout

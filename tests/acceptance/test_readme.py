@@ -37,3 +37,16 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
 def test_readme_names_the_two_setup_commands() -> None:
     text = README.read_text()
     assert "./scripts/demo" in text and "./scripts/test" in text
+
+
+def test_the_testing_example_passes_under_pytest(tmp_path: Path) -> None:
+    """README "Testing your own code": its two files, run by pytest with the installed plugin's fixtures."""
+    blocks = code_blocks()
+    for name in ("reports.py", "test_reports.py"):
+        (tmp_path / name).write_text(blocks[name])
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_reports.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
