@@ -299,6 +299,17 @@ class Store:
                      "running": self.q.LIST_RUNNING_JOBS}.get(state or "", self.q.LIST_JOBS)
         return [row_to_job(row) for row in _fetch(conn, statement, params)]
 
+    def activity(self, conn: Connection, *, since: int) -> tuple[int, int, int]:
+        """(waiting jobs, running jobs, jobs finished since ``since`` µs), each from an index alone."""
+        waiting = _fetch(conn, self.q.COUNT_WAITING)[0][0]
+        running = _fetch(conn, self.q.COUNT_RUNNING)[0][0]
+        finished = _fetch(conn, self.q.COUNT_FINISHED_SINCE, (since,))[0][0]
+        return waiting, running, finished
+
+    def recent_failures(self, conn: Connection, *, limit: int, scan: int = 10_000) -> list[QueuedJob]:
+        """The newest failed jobs among the last ``scan`` finished ones (a bounded read), newest first."""
+        return [row_to_job(row) for row in _fetch(conn, self.q.RECENT_FAILURES, {"limit": limit, "scan": scan})]
+
     def count_jobs(self, conn: Connection) -> list[tuple[str, str, int]]:
         return _fetch(conn, self.q.COUNT_JOBS)
 
