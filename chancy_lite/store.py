@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -160,7 +161,7 @@ class Store:
         if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
             raise ValueError(f"prefix {prefix!r} must be letters, digits and '_' (such as 'chancy_')")
         self.prefix = prefix
-        self.q = _Statements(prefix)
+        self.q = Statements(prefix)
         self.migrations: dict[str, list[Step]] = {CORE_KEY: sql.CORE_MIGRATIONS}
 
     @staticmethod
@@ -639,9 +640,12 @@ class Store:
         return [row[-1] for row in _fetch(conn, sql.EXPLAIN + text, params)]
 
 
-def _fetch(conn: Connection, statement: str, params: Any = None) -> list[Row]:
+def fetch_all(conn: Connection, statement: str, params: Any = None) -> list[Row]:
     """Every row of a statement, fetched at once (no read transaction is left open)."""
     return conn.execute(statement, params).fetchall()
+
+
+_fetch = fetch_all
 
 
 def _compile_rule(rule: tuple[Any, ...], now: int, *, finished: bool = False) -> tuple[str, list[Any]]:
@@ -676,12 +680,13 @@ def _compile_rule(rule: tuple[Any, ...], now: int, *, finished: bool = False) ->
     return f"{column} {sql.PRUNE_OPERATORS[op]} ?", [value]
 
 
-class _Statements:
-    """The statements of sql.py formatted for one prefix, as attributes."""
+class Statements:
+    """The statements of a SQL module (``chancy_lite.sql``, or a plugin's own) formatted for one prefix, as
+    attributes: every upper-case ``str`` of the module, with ``{p}`` replaced."""
 
-    def __init__(self, prefix: str) -> None:
-        for name in dir(sql):
-            value = getattr(sql, name)
+    def __init__(self, prefix: str, module: types.ModuleType = sql) -> None:
+        for name in dir(module):
+            value = getattr(module, name)
             if name.isupper() and isinstance(value, str):
                 setattr(self, name, value.format(p=prefix))
 
