@@ -260,3 +260,11 @@ def overrun_without_checkpoint(*, seconds: float, path: str, ctx: QueuedJob) -> 
     time.sleep(seconds)
     stamp(path=path, value="returned")
     return "late result"
+
+
+def fail_until(*, attempts: int, path: str | None = None, ctx: QueuedJob) -> None:
+    """Fail until ``attempts`` earlier attempts were made (so attempt number ``attempts + 1`` succeeds)."""
+    if path is not None:
+        stamp(path=path, value=str(ctx.attempts))
+    if ctx.attempts < attempts:
+        raise RuntimeError(f"attempt {ctx.attempts + 1} fails on purpose")
