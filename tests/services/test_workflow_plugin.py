@@ -197,7 +197,8 @@ def test_only_the_leader_polls(app: Chancy) -> None:
     async def body() -> None:
         task = asyncio.create_task(plugin.run(worker, app))
         try:
-            await asyncio.sleep(0.2)  # twenty intervals
+            # Past its first interval the loop waits for the leadership (no fixed sleep: asyncio.Event's waiters).
+            await until(lambda: worker.is_leader._waiters, timeout=10)  # type: ignore[attr-defined]
             assert fetch(app, workflow_id).state is State.RUNNING  # not the leader: no poll
             worker.is_leader.set()
             await until(lambda: fetch(app, workflow_id).state is State.FAILED, timeout=10)
