@@ -306,6 +306,20 @@ class Chancy:
         """
         return await self._run(self.sync_migrate, to_version=to_version)
 
+    def sync_migration_status(self) -> list[tuple[str, int, int | None]]:
+        """The schema of the core (key ``"chancy"``) and of each plugin with tables (its ``migrate_key()``):
+        ``(key, version in the file, newest version this app knows)``; the newest is None for a key recorded in
+        the file by a plugin this app does not have.
+        """
+        return self._call(self.store.migration_status)
+
+    async def migration_status(self) -> list[tuple[str, int, int | None]]:
+        """The schema of the core (key ``"chancy"``) and of each plugin with tables (its ``migrate_key()``):
+        ``(key, version in the file, newest version this app knows)``; the newest is None for a key recorded in
+        the file by a plugin this app does not have.
+        """
+        return await self._run(self.sync_migration_status)
+
     def sync_is_up_to_date(self) -> bool:
         """True when no migration is pending for the core or any plugin. Raises ``SchemaTooNewError`` for a
         file migrated by newer code.

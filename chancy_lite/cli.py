@@ -267,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_commands(commands)
     _add_cron_commands(commands)
     add_command(commands, "status", cmd_status, "job counts per queue and state, file and WAL size")
+    watch = add_command(commands, "watch", cmd_watch,
+                        "running jobs with their progress, throughput and recent failures, live")
+    watch.add_argument("--interval", type=POSITIVE_SECONDS, default=1.0, help="seconds between refreshes (1)")
+    watch.add_argument("--once", action="store_true", help="show one snapshot and exit")
+    watch.add_argument("--limit", type=POSITIVE_INT, default=20, help="running jobs to list (20)")
+    watch.add_argument("--plain", action="store_true", help="plain text even in a terminal")
     add_worker_commands(commands)
     return parser
 
@@ -507,6 +513,14 @@ def cmd_migrate(app: Chancy, args: argparse.Namespace) -> int:
 
 
 def cmd_check_migrations(app: Chancy, args: argparse.Namespace) -> int:
+    for key, version, newest in app.sync_migration_status():
+        if newest is None:
+            note = "not known to this app (a plugin it does not have)"
+        elif version == newest:
+            note = "up to date"
+        else:
+            note = f"pending: {newest - version} step(s) to version {newest}"
+        print(f"{printable(key)}: version {version} - {note}")
     if app.sync_is_up_to_date():
         print("migrations are up to date")
         return 0
@@ -727,6 +741,16 @@ def cmd_cron_remove(app: Chancy, args: argparse.Namespace) -> int:
         raise KeyError(f"no cron schedule has the key {args.key!r}")
     print(f"removed cron schedule {args.key}")
     return 0
+
+
+def cmd_watch(app: Chancy, args: argparse.Namespace) -> int:
+    from chancy_lite import watch
+
+    fancy = sys.stdout.isatty() and not args.plain
+    if fancy and not watch.has_rich():
+        print(f"{PROG}: plain output: pip install 'chancy-lite[cli]' for the live view", file=sys.stderr)
+        fancy = False
+    return watch.run(app, interval=args.interval, once=args.once, limit=args.limit, fancy=fancy)
 
 
 def cmd_status(app: Chancy, args: argparse.Namespace) -> int:

@@ -197,6 +197,14 @@ class Store:
                     f"{known}: upgrade chancy_lite, or use a different database file"
                 )
 
+    def migration_status(self, conn: Connection) -> list[tuple[str, int, int | None]]:
+        """``(key, version in the file, newest version known here or None)`` for every key known here or
+        recorded in the file: the core first, then the others by name."""
+        versions = self.migration_versions(conn)
+        keys = sorted(set(versions) | set(self.migrations), key=lambda k: (k != CORE_KEY, k))
+        return [(key, versions.get(key, 0), len(self.migrations[key]) if key in self.migrations else None)
+                for key in keys]
+
     def is_up_to_date(self, conn: Connection) -> bool:
         versions = self.migration_versions(conn)
         self.check_versions(versions)
@@ -291,6 +299,17 @@ class Store:
                      "running": self.q.LIST_RUNNING_JOBS}.get(state or "", self.q.LIST_JOBS)
         return [row_to_job(row) for row in _fetch(conn, statement, params)]
 
+    def activity(self, conn: Connection, *, since: int) -> tuple[int, int, int]:
+        """(waiting jobs, running jobs, jobs finished since ``since`` µs), each from an index alone."""
+        waiting = _fetch(conn, self.q.COUNT_WAITING)[0][0]
+        running = _fetch(conn, self.q.COUNT_RUNNING)[0][0]
+        finished = _fetch(conn, self.q.COUNT_FINISHED_SINCE, (since,))[0][0]
+        return waiting, running, finished
+
+    def recent_failures(self, conn: Connection, *, limit: int, scan: int = 10_000) -> list[QueuedJob]:
+        """The newest failed jobs among the last ``scan`` finished ones (a bounded read), newest first."""
+        return [row_to_job(row) for row in _fetch(conn, self.q.RECENT_FAILURES, {"limit": limit, "scan": scan})]
+
     def count_jobs(self, conn: Connection) -> list[tuple[str, str, int]]:
         return _fetch(conn, self.q.COUNT_JOBS)
 
@@ -369,6 +388,15 @@ class Store:
                   "pid": pid}
         conn.execute(self.q.MARK_JOB_STARTED, params)
         return conn.changes() == 1
+
+    def save_running_meta(
+        self, conn: Connection, job: QueuedJob, meta: str, *, worker_id: str, pid: int | None
+    ) -> bool:
+        """Save the meta of a job we run, while it runs (guarded like ``complete_job``); its own transaction."""
+        params = {"id": str(job.id), "attempts": job.attempts, "meta": meta, "worker_id": worker_id, "pid": pid}
+        with conn:
+            conn.execute(self.q.SAVE_RUNNING_META, params)
+            return conn.changes() == 1
 
     def cancel_job(self, conn: Connection, job_id: str, *, now: int) -> tuple[str, str | None, int | None] | None:
         """Cancel a job that has not finished. Returns (previous state, holder, holder pid) or None."""

@@ -136,7 +136,33 @@ def test_check_migrations_exits_1_while_pending_then_0(cli: Cli, unmigrated: str
     assert "Traceback" not in pending.err
     cli("--db", unmigrated, "migrate")
     done = cli("--db", unmigrated, "check-migrations")
-    assert (done.code, done.out) == (0, "migrations are up to date\n")
+    assert done.code == 0 and done.out.startswith("chancy: version ") and done.out.endswith(
+        " - up to date\nmigrations are up to date\n")
+
+
+def test_migrate_and_check_migrations_show_each_plugins_schema(
+    cli: Cli, tmp_path: Path, db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"cli_cron_app_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "from chancy_lite import Chancy\nfrom chancy_lite.plugins.cron import Cron\n"
+        f"chancy = Chancy({db_path!r}, plugins=[Cron()])\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        app = f"{name}:chancy"
+        cli("--db", db_path, "migrate")  # the core only: chancy_lite's own schema
+        pending = cli("--app", app, "check-migrations")
+        assert pending.code == 1 and "cron: version 0 - pending: 1 step(s) to version 1" in pending.out, pending
+        migrated = cli("--app", app, "migrate")
+        assert migrated.code == 0 and "migrated cron 0 -> 1" in migrated.out, migrated
+        done = cli("--app", app, "check-migrations")
+        assert done.code == 0 and "cron: version 1 - up to date" in done.out, done
+        # Without the app, the file's plugin schemas are still listed; they do not make the check fail.
+        bare = cli("--db", db_path, "check-migrations")
+        assert bare.code == 0 and "cron: version 1 - not known to this app" in bare.out, bare
+    finally:
+        sys.modules.pop(name, None)
 
 
 # ------------------------------------------------------------ naming the file
@@ -913,3 +939,9 @@ def test_an_internal_failure_is_not_reported_as_a_user_mistake(
     assert code == 70, err
     assert "Traceback" in err and "UnicodeEncodeError" in err
     assert err.splitlines()[-1].startswith("chancy-lite: internal error: 'ascii' codec can't encode")
+
+
+def test_python_dash_m_chancy_lite_is_the_command(db_path: str) -> None:
+    assert run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "migrate").returncode == 0
+    result = run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "check-migrations")
+    assert result.returncode == 0 and "migrations are up to date" in result.stdout
