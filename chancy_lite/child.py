@@ -130,6 +130,8 @@ class Runner:
         self.channel = wake.Channel(config.db_path)
         self.store = Store(config.prefix)
         self.conn.publisher = self.channel.publish
+        self.conn.store = self.store
+        self.conn.now = lambda: self.now()  # read at each call: chancy_lite.testing swaps in the app's clock
         self.mailbox = wake.Listener(self.channel, wake.CHILD, name=wake.mailbox_name(config.key))
         self.journal = Journal(
             os.path.join(self.channel.directory, journal_name(config.worker_id, self.pid, config.key))
@@ -551,7 +553,7 @@ class Runner:
                                elapsed=time.perf_counter() - started, started_at=started_at)
         if self.hooks.completing:
             outcome = self.hooks.job_completed(job, outcome, error)
-        if self.hooks.wants_updates:
+        if self.hooks.wants_updates and self.hooks.watches(job):
             self.ran[outcome.id] = job
         return outcome
 

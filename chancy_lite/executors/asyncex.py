@@ -151,7 +151,7 @@ class AsyncExecutor(Executor):
                             elapsed=time.perf_counter() - started, started_at=started_at)
         if hooks.completing:
             done = await hooks.acompleted(job, done, error)
-        if hooks.wants_updates and self.runner is not None:
+        if hooks.wants_updates and self.runner is not None and hooks.watches(job):
             self.runner.ran[done.id] = job
         return done
 
