@@ -143,7 +143,7 @@ LIMIT :limit
 # cleanup: up to :limit finished workflows matching the pruning rule go, their steps with them (ON DELETE CASCADE).
 PRUNE_WORKFLOWS = """
 DELETE FROM {p}workflows WHERE id IN (
-    SELECT id FROM {p}workflows WHERE state IN ('completed', 'failed') AND ({rule}) LIMIT ?
+    SELECT id FROM {p}workflows WHERE state IN ('completed', 'failed') AND ({{rule}}) LIMIT ?
 )
 """
 # Pruning rules: Age() is microseconds since the workflow was created; "older than" rules also want it finished

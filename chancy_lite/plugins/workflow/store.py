@@ -19,7 +19,8 @@ from chancy_lite.db import Connection
 from chancy_lite.job import Job
 from chancy_lite.plugins.workflow import sql
 from chancy_lite.plugins.workflow.model import Plan, StepView, Workflow, plan
-from chancy_lite.store import Store
+from chancy_lite.store import Statements, Store
+from chancy_lite.store import fetch_all as _fetch
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class WorkflowStore:
     def __init__(self, core: Store) -> None:
         self.core = core
         self.prefix = core.prefix
-        self.q = _Statements(core.prefix)
+        self.q = Statements(core.prefix, sql)
 
     # ------------------------------------------------------------------ push
 
@@ -256,22 +257,3 @@ def _compile_rule(rule: tuple[Any, ...], now: int) -> tuple[str, list[Any]]:
         finished = sql.PRUNE_FINISHED_BEFORE if op == ">" else sql.PRUNE_FINISHED_BY
         return f"{finished} AND {text}", [now - micros, now, micros]
     return text, [now, micros]
-
-
-def _fetch(conn: Connection, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Every row of a statement, fetched at once (no read transaction is left open)."""
-    return conn.execute(statement, params).fetchall()
-
-
-class _Statements:
-    """The statements of the plugin's sql module formatted for one prefix, as attributes (``{rule}`` stays a
-    placeholder, filled per call)."""
-
-    def __init__(self, prefix: str) -> None:
-        for name in dir(sql):
-            value = getattr(sql, name)
-            if name.isupper() and isinstance(value, str):
-                setattr(self, name, value.replace("{p}", prefix))
-
-    def __getattr__(self, name: str) -> str:  # for type checkers: every attribute is a str
-        raise AttributeError(name)
