@@ -21,17 +21,6 @@ from tests.postgres.conftest import HERE, ROOT, wait_until
 psycopg = pytest.importorskip("psycopg")
 
 UTC = dt.UTC
-# The workflow tables as Chancy has them (reference §6.8/§10) and as chancy_lite's workflow plugin (another
-# branch) creates them; the export copies workflows only when the file has these tables.
-WORKFLOW_DDL = [
-    """CREATE TABLE chancy_workflows (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
-       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID""",
-    """CREATE TABLE chancy_workflow_steps (id INTEGER PRIMARY KEY, workflow_id TEXT NOT NULL
-       REFERENCES chancy_workflows (id) ON DELETE CASCADE, step_id TEXT NOT NULL, job_data TEXT NOT NULL,
-       dependencies TEXT NOT NULL, job_id TEXT, state TEXT, created_at INTEGER NOT NULL,
-       updated_at INTEGER NOT NULL)""",
-    "CREATE UNIQUE INDEX chancy_workflows_steps_unique_idx ON chancy_workflow_steps (workflow_id, step_id)",
-]
 
 
 def cli(*argv: str, capsys: Any) -> tuple[int, str, str]:
@@ -82,14 +71,13 @@ def make_file(path: Path, *, bulk: int = 9000, retrying: int = 400, scheduled: i
 
 
 def add_half_finished_workflow(path: Path) -> tuple[str, str]:
-    """A running workflow whose first step's job succeeded and whose second step waits for it."""
+    """A running workflow whose first step's job succeeded and whose second step waits for it (written as the
+    WorkflowPlugin, a default plugin whose tables ``migrate`` made, stores it)."""
     workflow_id, first_job = str(uuid.uuid4()), str(uuid.uuid4())
     now = int(dt.datetime.now(UTC).timestamp() * 1_000_000)
     step = json.dumps({"f": "shared_jobs.add", "k": {"a": 20, "b": 22}, "p": 0, "a": 1, "s": now / 1e6,
                        "l": [], "u": None, "q": "bulk", "m": {}})
     with raw(path) as conn:
-        for ddl in WORKFLOW_DDL:
-            conn.execute(ddl)
         conn.execute("INSERT INTO chancy_jobs (id, queue, func, kwargs, meta, state, attempts, created_at,"
                      " started_at, completed_at, scheduled_at) VALUES (?, 'bulk', 'shared_jobs.add',"
                      " '{\"a\":1,\"b\":1}', json_object('workflow_id', ?), 'succeeded', 1, ?, ?, ?, ?)",
