@@ -759,6 +759,8 @@ def _add_transfer_commands(commands: Subparsers) -> None:
                          epilog="The target must be migrated by Chancy 0.25 or 0.26 itself."
                                 " Needs chancy-lite[postgres].")
     export.add_argument("--to", required=True, metavar="DSN", dest="dsn", help="postgresql://user@host/db")
+    export.add_argument("--drop-key-limits", action="store_true",
+                        help="copy waiting jobs with per-key limits without them (Chancy has none)")
     imp = add_command(commands, "import", cmd_import, "copy a Chancy Postgres queue into this file",
                       needs_schema=False, creates_file=True)
     imp.add_argument("--from", required=True, metavar="DSN", dest="dsn", help="postgresql://user@host/db")
@@ -793,9 +795,10 @@ def _transfer(fn: Callable[..., Any], app: Chancy, args: argparse.Namespace) -> 
         raise UsageError("--since goes with --include-finished")
     bar = None if args.no_progress or args.dry_run else ProgressBar(sys.stderr, "jobs")
     try:
+        extra = {"drop_key_limits": True} if getattr(args, "drop_key_limits", False) else {}
         report = fn(app, args.dsn, include_finished=args.include_finished, since=args.since,
                     requeue_running=args.requeue_running, dry_run=args.dry_run, batch_size=args.batch_size,
-                    progress=bar)
+                    progress=bar, **extra)
     except ExportBlockedError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1

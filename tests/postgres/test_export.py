@@ -169,9 +169,10 @@ def test_dry_run_lists_every_blocker(tmp_path: Path, chancy_dsn: str, capsys: An
     app = make_file(path, bulk=5, retrying=0, scheduled=0, asyncs=0, squares=0)
     app.sync_declare(Queue("fast", rate_limit=5, rate_limit_window=0.5, polling_interval=0.25,
                            executor_options={"batch_size": 8}))
+    app.sync_push(Job(func="shared_jobs.add", queue="bulk", kwargs={"a": 1, "b": 1}).with_concurrency(2, key="c-1"))
     app.close()
     with raw(path) as conn:
-        running = conn.execute("SELECT id FROM chancy_jobs LIMIT 1").fetchall()[0][0]
+        running = conn.execute("SELECT id FROM chancy_jobs ORDER BY id LIMIT 1").fetchall()[0][0]
         conn.execute("UPDATE chancy_jobs SET state = 'running', taken_by = 'w1', holder_pid = 1, started_at = 1"
                      " WHERE id = ?", (running,))
     code, out, err = cli("--db", str(path), "export", "--to", chancy_dsn, "--dry-run", capsys=capsys)
@@ -180,12 +181,16 @@ def test_dry_run_lists_every_blocker(tmp_path: Path, chancy_dsn: str, capsys: An
     assert "rate_limit_window 0.5 s is fractional" in out
     assert "polling_interval 0.25 s is fractional" in out
     assert "batch_size would make Chancy's ProcessExecutor fail to start" in out
-    assert "3 blocker(s)" in out or "4 blocker(s)" in out
+    assert "1 waiting job(s) have per-key limits, which Chancy does not enforce" in out
+    assert "4 blocker(s)" in out or "5 blocker(s)" in out
     assert pg_rows(chancy_dsn, "SELECT count(*) FROM chancy_queues")[0][0] == 0  # a dry run writes nothing
     # --requeue-running lifts the running blocker, and the job goes over as waiting.
     code, out, _ = cli("--db", str(path), "export", "--to", chancy_dsn, "--dry-run", "--requeue-running",
                        capsys=capsys)
     assert f"running {running}" not in out and "rate_limit_window 0.5" in out
+    code, out, _ = cli("--db", str(path), "export", "--to", chancy_dsn, "--dry-run", "--drop-key-limits",
+                       capsys=capsys)
+    assert "per-key limits" not in out and "rate_limit_window 0.5" in out
 
 
 def test_a_schema_chancy_did_not_make_is_refused(tmp_path: Path, empty_dsn: str, chancy_dsn: str,
