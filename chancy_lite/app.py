@@ -110,6 +110,8 @@ class Chancy:
         )
         if self.path != db.MEMORY:
             conn.publisher = self._publish
+        conn.store = self.store
+        conn.now = self.now
         return conn
 
     def _publish(self, changes: wake.Changes) -> None:
@@ -303,6 +305,20 @@ class Chancy:
         code, ``ValueError`` for a bad ``to_version``.
         """
         return await self._run(self.sync_migrate, to_version=to_version)
+
+    def sync_migration_status(self) -> list[tuple[str, int, int | None]]:
+        """The schema of the core (key ``"chancy"``) and of each plugin with tables (its ``migrate_key()``):
+        ``(key, version in the file, newest version this app knows)``; the newest is None for a key recorded in
+        the file by a plugin this app does not have.
+        """
+        return self._call(self.store.migration_status)
+
+    async def migration_status(self) -> list[tuple[str, int, int | None]]:
+        """The schema of the core (key ``"chancy"``) and of each plugin with tables (its ``migrate_key()``):
+        ``(key, version in the file, newest version this app knows)``; the newest is None for a key recorded in
+        the file by a plugin this app does not have.
+        """
+        return await self._run(self.sync_migration_status)
 
     def sync_is_up_to_date(self) -> bool:
         """True when no migration is pending for the core or any plugin. Raises ``SchemaTooNewError`` for a
@@ -813,13 +829,14 @@ class Chancy:
 
 
 def _default_plugins() -> list[Any]:
-    """Chancy's default plugins that chancy_lite has: Leadership, Pruner, Recovery, Metrics."""
+    """Chancy's default plugins that chancy_lite has: Leadership, Pruner, Recovery, Metrics, WorkflowPlugin."""
     from chancy_lite.plugins.leadership import Leadership
     from chancy_lite.plugins.metrics import Metrics
     from chancy_lite.plugins.pruner import Pruner
     from chancy_lite.plugins.recovery import Recovery
+    from chancy_lite.plugins.workflow import WorkflowPlugin
 
-    return [Leadership(), Pruner(), Recovery(), Metrics()]
+    return [Leadership(), Pruner(), Recovery(), Metrics(), WorkflowPlugin()]
 
 
 def _state_values(states: Iterable[QueuedJob.State | str] | None) -> frozenset[str]:

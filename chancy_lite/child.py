@@ -38,12 +38,15 @@ from chancy_lite.execution import Capability
 from chancy_lite.hooks import FinishedRun, HookFailed, JobHooks
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
-from chancy_lite.outcome import Outcome, next_outcome, stored_view
+from chancy_lite.outcome import Outcome, dump_meta, next_outcome, stored_view
 from chancy_lite.plugin import unpack_plugins
 from chancy_lite.store import Store
 from chancy_lite.utils import import_string, micros_now
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two saves of a running job's meta by ``QueuedJob.progress``.
+PROGRESS_INTERVAL = 0.25
 T = TypeVar("T")
 
 # Seconds: a claimed job that may run longer (never seen here, or seen to) has run recorders write what they keep
@@ -131,6 +134,8 @@ class Runner:
         self.channel = wake.Channel(config.db_path)
         self.store = Store(config.prefix)
         self.conn.publisher = self.channel.publish
+        self.conn.store = self.store
+        self.conn.now = lambda: self.now()  # read at each call: chancy_lite.testing swaps in the app's clock
         self.mailbox = wake.Listener(self.channel, wake.CHILD, name=wake.mailbox_name(config.key))
         self.journal = Journal(
             os.path.join(self.channel.directory, journal_name(config.worker_id, self.pid, config.key))
@@ -138,6 +143,7 @@ class Runner:
         self.pending: list[Outcome] = []
         self.average: float | None = None  # seconds per job, for sizing claims
         self.rate_limited_until: int | None = None  # when the queue's current rate-limit window ends
+        self.claimed_at: int | None = None  # the time of the last claim
         self.claim_hint: int | None = None  # jobs announced by the push that woke us
         self.current: QueuedJob | None = None
         self.in_job = False
@@ -151,8 +157,9 @@ class Runner:
         self.advertised = False
         self.idle_path = os.path.join(self.channel.directory, wake.idle_name(config.queue, config.key))
         self.now: Callable[[], int] = micros_now  # the clock (chancy_lite.testing swaps in a controllable one)
-        # The batch being run and its watcher; the lock also serialises the two threads' use of the connection.
-        self.batch_lock = threading.Lock()
+        # The batch being run and its watcher; the lock also serialises the threads' use of the connection (the
+        # watcher's, a progress timer's and this one's).
+        self.batch_lock = threading.RLock()  # re-entrant: flush() runs under it from the batch loop
         self.batch: _Batch | None = None
         self._watcher: threading.Thread | None = None
         self._watch = threading.Event()
@@ -163,6 +170,8 @@ class Runner:
         #: Jobs whose runs are not written yet, when plugins are shown the written jobs (hooks.wants_updates).
         self.ran: dict[str, QueuedJob] = {}
         self._peaks: dict[str, float] = {}  # function -> recent longest run, in seconds (decays by half a run)
+        self._progress_due = 0.0  # time.monotonic() before which a progress report is not written
+        self._progress_timer: threading.Timer | None = None  # writes the last report skipped meanwhile
 
     # ---- the loop
 
@@ -323,11 +332,15 @@ class Runner:
         return self.with_retry(lambda: self._exchange(n))
 
     def _exchange(self, n: int) -> list[QueuedJob]:
+        with self.batch_lock:  # a progress timer may share the connection
+            return self._exchange_locked(n)
+
+    def _exchange_locked(self, n: int) -> list[QueuedJob]:
         config, store = self.config, self.store
         pending = self.pending
         with self.conn:
             updated = self.write_outcomes(pending)
-            now = self.now()
+            now = self.claimed_at = self.now()
             window = int(config.rate_limit_window * 1_000_000) if config.rate_limit and config.rate_limit_window else 0
             self.rate_limited_until = None
             used = 0
@@ -373,7 +386,7 @@ class Runner:
                                           queue=config.queue)
             job = self.ran.get(outcome.id)
             if accepted and job is not None and outcome.state is not State.PENDING:
-                if hooks.wants_updates:
+                if hooks.wants_updates and (not hooks.recorders or hooks.watches(job)):  # else kept for recorders
                     updated.append(stored_view(job, outcome))
                 if hooks.recorders:
                     runs.append((job.func, job.queue, outcome.state.value, outcome.started_at, outcome.completed_at,
@@ -412,15 +425,25 @@ class Runner:
 
     def idle(self) -> None:
         """Nothing to claim: sleep until woken, until the next job is due, or until the poll interval."""
-        timeout = self.config.polling_interval
-        due = self.with_retry(lambda: self.store.next_due(self.conn, self.config.queue))
-        if due is not None and self.rate_limited_until is not None:
-            due = max(due, self.rate_limited_until)  # jobs wait, but not beyond the end of the rate window
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - self.now()) / 1e6))
+        timeout = self.with_retry(self.idle_timeout)
         if timeout <= 0:
             return
         self.handle_messages(self.mailbox.wait(timeout))
+
+    def idle_timeout(self) -> float:
+        """After a claim that found nothing: how long to wait for a wake-up (seconds, at most the polling
+        interval). Until the next job is due; or, when due jobs wait on the queue's rate limit, until its window
+        ends; or, when they wait on their keys' limits, until a key's window ends or a later job falls due (a
+        key's running job that ends wakes the queue's workers itself)."""
+        now = self.now()
+        due = self.store.next_due(self.conn, self.config.queue)
+        if due is not None and self.rate_limited_until is not None:
+            due = max(due, self.rate_limited_until)  # jobs wait, but not beyond the end of the rate window
+        elif due is not None and due <= now:  # a window that ended since the claim counts: look again at once
+            due = self.store.next_unblocked(self.conn, self.config.queue, now=min(now, self.claimed_at or now))
+        if due is None:
+            return float(self.config.polling_interval)
+        return min(float(self.config.polling_interval), max(0.0, (due - now) / 1e6))
 
     def advertise(self, idle: bool) -> bool:
         """Show (or hide) this child to pushers as idle, through a link to its mailbox; True if it changed."""
@@ -492,6 +515,45 @@ class Runner:
         interrupts the call); one that came earlier is in ``cancelled_claims``, checked next."""
         self.cancelled = None
         self.current = job
+        self.end_progress()
+        object.__setattr__(job, "_reporter", self.report_progress)  # a fresh object from the claim: not shared
+
+    def report_progress(self, job: QueuedJob) -> None:
+        """``QueuedJob.progress``: save the running job's meta now, unless it was saved less than
+        ``PROGRESS_INTERVAL`` ago; then a timer saves the latest report when the interval is up, so the last one
+        shows even if the job then works for long without reporting. Best effort: a busy database or meta that
+        cannot be saved skips one save."""
+        now = time.monotonic()
+        if now < self._progress_due:
+            if self._progress_timer is None:
+                timer = threading.Timer(self._progress_due - now, self._save_progress, (job, True))
+                timer.daemon = True
+                self._progress_timer = timer
+                timer.start()
+            return
+        self._save_progress(job, False)
+
+    def _save_progress(self, job: QueuedJob, timed: bool) -> None:
+        if timed:
+            self._progress_timer = None
+            if self.current is not job:
+                return  # the job ended meanwhile: its outcome carries its meta
+        self._progress_due = time.monotonic() + PROGRESS_INTERVAL
+        try:
+            meta = dump_meta(job.meta)
+            with self.batch_lock:  # the batch watcher shares the connection
+                self.store.save_running_meta(self.conn, job, meta, worker_id=self.config.worker_id, pid=self.pid)
+        except Exception as exc:  # RuntimeError: the job changed its meta while the timer read it
+            if not (db.is_transient(exc) or isinstance(exc, ValueError | TypeError | RuntimeError)):
+                raise
+            log.debug("progress of job %s not saved this time: %s", job.id, exc)
+
+    def end_progress(self) -> None:
+        """Forget the progress reports of the job that ran (its outcome carries its meta)."""
+        timer, self._progress_timer = self._progress_timer, None
+        if timer is not None:
+            timer.cancel()
+        self._progress_due = 0.0
 
     def run_job(self, job: QueuedJob, started_at: int) -> Outcome | None:
         """Run one job (its start already journaled, ``begin(job)`` called) and return its outcome; None if it
@@ -517,12 +579,14 @@ class Runner:
             error = exc
         finally:
             self.current = None
+            if self._progress_timer is not None:
+                self.end_progress()
         self.after_job(succeeded=error is None and not stopping)
         outcome = next_outcome(job, error, stopping=stopping, now=self.now(), had_meta=had_meta,
                                elapsed=time.perf_counter() - started, started_at=started_at)
         if self.hooks.completing:
             outcome = self.hooks.job_completed(job, outcome, error)
-        if self.hooks.wants_runs:
+        if self.hooks.recorders or (self.hooks.wants_updates and self.hooks.watches(job)):
             self.ran[outcome.id] = job
         return outcome
 

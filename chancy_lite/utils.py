@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import importlib
@@ -12,10 +13,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, overload
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Any, TypeVar, overload
 
 UTC = dt.UTC
+T = TypeVar("T")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 # --------------------------------------------------------------------------- ids
@@ -242,3 +244,72 @@ def check_json_depth(text: str, value: Any, what: str, error: type[Exception] = 
 
 
 Clock = Callable[[], dt.datetime]
+
+
+# ------------------------------------------------------- helpers Chancy users import (chancy.utils)
+
+
+def json_dumps(value: Any, **options: Any) -> str:
+    """JSON text of ``value``, as Chancy 0.26's ``json_dumps``: sets and frozensets as lists, and (here also)
+    UUIDs as their text; ``TypeError`` for any other object JSON cannot hold. ``options`` go to ``json.dumps``."""
+    return json.dumps(value, default=json_default, **options)
+
+
+def chunked(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of up to ``size`` items of ``iterable``, in order (as Chancy's ``chunked``)."""
+    if not (isinstance(size, int) and size >= 1):
+        raise ValueError(f"size must be an integer >= 1, got {size!r}")
+    chunk: list[T] = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def lock_order_key(unique_key: str | None) -> str:
+    """The order in which rows are written, as Chancy 0.26 (``unique_key or ""``). SQLite takes one lock for the
+    whole file, so chancy_lite needs no such order; it is here for code that imports it."""
+    return unique_key or ""
+
+
+async def sleep(seconds: float, *, events: Iterable[asyncio.Event] = ()) -> bool:
+    """Sleep ``seconds``, or less if one of ``events`` is set meanwhile; returns whether an event ended it."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    if not waits:
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        done, _ = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        return bool(done)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+class TaskManager:
+    """Named asyncio tasks started together and stopped together (as Chancy's ``TaskManager``)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[asyncio.Task[Any], str] = {}
+
+    def add(self, name: str, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start ``coroutine`` as a task named ``name``; it is forgotten once it ends."""
+        task = asyncio.create_task(coroutine, name=name)
+        self.tasks[task] = name
+        task.add_done_callback(lambda t: self.tasks.pop(t, None))
+        return task
+
+    def cancel_all(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def wait_for_shutdown(self) -> None:
+        """Wait for every task to end; re-raises the first error a task raised (a cancelled task is not one)."""
+        while self.tasks:
+            results = await asyncio.gather(*list(self.tasks), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                    raise result

@@ -20,6 +20,7 @@ import pytest
 
 from chancy_lite import Chancy, Job, Queue, QueuedJob
 from chancy_lite.cli import DB_ENV, format_table, main
+from chancy_lite.sql import CORE_MIGRATIONS
 from chancy_lite.utils import utcnow
 from tests.acceptance.test_readme import code_blocks
 from tests.conftest import wait_until
@@ -116,7 +117,9 @@ def table(text: str) -> list[list[str]]:
 def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> None:
     result = cli("--db", db_path, "migrate")
     assert result.code == 0
-    assert result.out == "migrated chancy 0 -> 1\nmigrated metrics 0 -> 1\n"  # the default plugins' too
+    steps = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
+    # Then the default plugins' keys: Metrics, WorkflowPlugin.
+    assert result.out == steps + "migrated metrics 0 -> 1\nmigrated workflow 0 -> 1\n"
     with Chancy(db_path) as app:
         assert app.sync_is_up_to_date()
     assert cli("--db", db_path, "migrate").out == "nothing to migrate\n"
@@ -124,7 +127,8 @@ def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> N
 
 def test_migrate_to_version_zero_drops_the_schema(db: Cli, db_path: str) -> None:
     result = db("migrate", "--to-version", "0")
-    assert (result.code, result.out) == (0, "migrated metrics 1 -> 0\nmigrated chancy 1 -> 0\n")
+    steps = "".join(f"migrated chancy {v} -> {v - 1}\n" for v in range(len(CORE_MIGRATIONS), 0, -1))
+    assert (result.code, result.out) == (0, "migrated workflow 1 -> 0\nmigrated metrics 1 -> 0\n" + steps)
     with Chancy(db_path) as app:
         assert not app.sync_is_up_to_date()
 
@@ -136,7 +140,33 @@ def test_check_migrations_exits_1_while_pending_then_0(cli: Cli, unmigrated: str
     assert "Traceback" not in pending.err
     cli("--db", unmigrated, "migrate")
     done = cli("--db", unmigrated, "check-migrations")
-    assert (done.code, done.out) == (0, "migrations are up to date\n")
+    assert done.code == 0 and done.out.startswith("chancy: version ") and done.out.endswith(
+        " - up to date\nmigrations are up to date\n")
+
+
+def test_migrate_and_check_migrations_show_each_plugins_schema(
+    cli: Cli, tmp_path: Path, db_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"cli_cron_app_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "from chancy_lite import Chancy\nfrom chancy_lite.plugins.cron import Cron\n"
+        f"chancy = Chancy({db_path!r}, plugins=[Cron()])\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        app = f"{name}:chancy"
+        cli("--db", db_path, "migrate")  # the core only: chancy_lite's own schema
+        pending = cli("--app", app, "check-migrations")
+        assert pending.code == 1 and "cron: version 0 - pending: 1 step(s) to version 1" in pending.out, pending
+        migrated = cli("--app", app, "migrate")
+        assert migrated.code == 0 and "migrated cron 0 -> 1" in migrated.out, migrated
+        done = cli("--app", app, "check-migrations")
+        assert done.code == 0 and "cron: version 1 - up to date" in done.out, done
+        # Without the app, the file's plugin schemas are still listed; they do not make the check fail.
+        bare = cli("--db", db_path, "check-migrations")
+        assert bare.code == 0 and "cron: version 1 - not known to this app" in bare.out, bare
+    finally:
+        sys.modules.pop(name, None)
 
 
 # ------------------------------------------------------------ naming the file
@@ -317,10 +347,10 @@ def test_job_get_shows_every_field_and_tracebacks(db: Cli, db_path: str) -> None
     job_id = failed_job(db_path)
     result = db("job", "get", job_id)
     assert result.code == 0
-    fields = dict(line.split(":", 1) for line in result.out.splitlines()[:15])
+    fields = dict(line.split(":", 1) for line in result.out.splitlines()[:17])
     assert set(fields) == {
-        "id", "func", "queue", "state", "attempts", "priority", "unique_key", "created_at", "scheduled_at",
-        "started_at", "completed_at", "kwargs", "meta", "limits", "errors",
+        "id", "func", "queue", "state", "attempts", "priority", "unique_key", "limit_key", "key_limits", "created_at",
+        "scheduled_at", "started_at", "completed_at", "kwargs", "meta", "limits", "errors",
     }
     assert fields["id"].strip() == job_id
     assert fields["state"].strip() == "failed"
@@ -527,8 +557,9 @@ def run_process(*argv: str, env: dict[str, str] | None = None) -> subprocess.Com
 def test_subprocess_round_trip(db_path: str) -> None:
     module = [sys.executable, "-m", "chancy_lite.cli"]
     migrated = run_process(*module, "--db", db_path, "migrate")
-    assert (migrated.returncode, migrated.stdout) == (0, "migrated chancy 0 -> 1\nmigrated metrics 0 -> 1\n"), \
-        migrated.stderr
+    steps = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
+    plugins = "migrated metrics 0 -> 1\nmigrated workflow 0 -> 1\n"
+    assert (migrated.returncode, migrated.stdout) == (0, steps + plugins), migrated.stderr
     pushed = run_process(*module, "queue", "push", FUNC, "--kwargs", '{"n": 5}', env={DB_ENV: db_path})
     assert pushed.returncode == 0, pushed.stderr
     job_id = pushed.stdout.strip()
@@ -913,3 +944,9 @@ def test_an_internal_failure_is_not_reported_as_a_user_mistake(
     assert code == 70, err
     assert "Traceback" in err and "UnicodeEncodeError" in err
     assert err.splitlines()[-1].startswith("chancy-lite: internal error: 'ascii' codec can't encode")
+
+
+def test_python_dash_m_chancy_lite_is_the_command(db_path: str) -> None:
+    assert run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "migrate").returncode == 0
+    result = run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "check-migrations")
+    assert result.returncode == 0 and "migrations are up to date" in result.stdout

@@ -32,10 +32,9 @@ def test_counts_merged_from_two_workers_equal_the_jobs_run(db_path: str, tmp_pat
         jobs += [Job(func="tests.jobs.fail", queue="work") for _ in range(30)]
         jobs += [Job(func="tests.jobs.fail", queue="work", max_attempts=2) for _ in range(20)]
         want = {"global:status:succeeded": 150, "global:status:failed": 50, "global:status:retrying": 20}
-        with Supervisor(db_path, "--queue", "work:2", "--worker-id", "w1", "--metrics", "--no-migrate",
-                        log_path=tmp_path / "w1.log") as w1, \
-                Supervisor(db_path, "--queue", "work:2", "--worker-id", "w2", "--metrics", "--no-migrate",
-                           log_path=tmp_path / "w2.log") as w2:
+        # Metrics is a default plugin: the supervisors' apps have it.
+        with Supervisor(db_path, "--queue", "work:2", "--worker-id", "w1", log_path=tmp_path / "w1.log") as w1, \
+                Supervisor(db_path, "--queue", "work:2", "--worker-id", "w2", log_path=tmp_path / "w2.log") as w2:
             w1.wait_ready()
             w2.wait_ready()
             for _ in app.sync_push_many(jobs):

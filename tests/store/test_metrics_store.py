@@ -305,7 +305,7 @@ def test_migrating_down_drops_the_tables_and_up_again_restores_them(app: Chancy)
     assert {"chancy_metrics", "chancy_metric_definitions"} <= tables()
     app.sync_migrate(to_version=0)
     assert not {"chancy_metrics", "chancy_metric_definitions"} & tables()
-    assert app.sync_migrate() == ["chancy 0 -> 1", "metrics 0 -> 1"]
+    assert app.sync_migrate()[-1] == "metrics 0 -> 1"
 
 
 def test_a_count_that_cannot_be_written_never_fails_the_jobs_write(app: Chancy, metrics: Metrics,

@@ -18,9 +18,15 @@ from chancy_lite import Chancy, Job
 from chancy_lite.errors import SchemaTooNewError
 from chancy_lite.sql import CORE_MIGRATIONS
 
-CORE_TABLES = {"chancy_jobs", "chancy_queues", "chancy_workers", "chancy_leader", "chancy_queue_rate_limits"}
-# The default plugins' own: Metrics (migration key "metrics", one step).
-DEFAULT_PLUGIN_TABLES = {"chancy_metrics", "chancy_metric_definitions"}
+CORE_TABLES = {
+    "chancy_jobs", "chancy_queues", "chancy_workers", "chancy_leader", "chancy_queue_rate_limits",
+    "chancy_key_rate_limits",
+}
+# The default plugins' own: Metrics and the WorkflowPlugin.
+DEFAULT_PLUGIN_TABLES = {"chancy_metrics", "chancy_metric_definitions", "chancy_workflows", "chancy_workflow_steps"}
+# What a default app migrates, in order (the core, then each plugin's key in plugin order), and the way down.
+UP = [*(f"chancy {v} -> {v + 1}" for v in range(len(CORE_MIGRATIONS))), "metrics 0 -> 1", "workflow 0 -> 1"]
+DOWN = ["workflow 1 -> 0", "metrics 1 -> 0", *(f"chancy {v} -> {v - 1}" for v in range(len(CORE_MIGRATIONS), 0, -1))]
 
 
 @pytest.fixture
@@ -50,15 +56,15 @@ def test_up_down_to_zero_and_up_again(db_path: str, raw: apsw.Connection) -> Non
     with Chancy(db_path) as app:
         assert app.sync_is_up_to_date() is False
         ran = app.sync_migrate()
-        assert ran == [f"chancy {v} -> {v + 1}" for v in range(len(CORE_MIGRATIONS))] + ["metrics 0 -> 1"]
+        assert ran == UP
         assert app.sync_is_up_to_date() is True
         tables = {name for name, (type_, _) in schema(raw).items() if type_ == "table"}
         assert tables == CORE_TABLES | DEFAULT_PLUGIN_TABLES | {"chancy_migrations"}
         assert stored_version(raw) == len(CORE_MIGRATIONS)
         app.sync_push(Job(func="a.b"))
 
-        down = app.sync_migrate(to_version=0)  # plugins first, then the core
-        assert down == ["metrics 1 -> 0"] + [f"chancy {v} -> {v - 1}" for v in range(len(CORE_MIGRATIONS), 0, -1)]
+        down = app.sync_migrate(to_version=0)
+        assert down == DOWN
         assert schema(raw) == {}  # every chancy_ table and index is gone, the migrations table too
         assert app.sync_is_up_to_date() is False
 
@@ -202,16 +208,15 @@ def test_concurrent_migrators_serialise_and_the_losers_find_nothing_to_do(tmp_pa
     assert failures == [], failures[0]
     assert len(reports) == RACERS * len(jobs)
     assert [r.exitcode for r in racers] == [0] * RACERS
-    steps_up = [f"chancy {v} -> {v + 1}" for v in range(len(CORE_MIGRATIONS))] + ["metrics 0 -> 1"]
-    steps_down = ["metrics 1 -> 0"] + [f"chancy {v} -> {v - 1}" for v in range(len(CORE_MIGRATIONS), 0, -1)]
+    steps_up, steps_down = UP, DOWN
     for path, to_version in jobs:
         ran = sorted((r for p, _, r, _ in reports if p == path), key=len)
         assert ran == [[]] * (RACERS - 1) + [steps_up if to_version is None else steps_down], path
         conn = apsw.Connection(path)
         try:
             if to_version is None:
-                assert {n for n, (t, _) in schema(conn).items() if t == "table"} == (
-                    CORE_TABLES | DEFAULT_PLUGIN_TABLES | {"chancy_migrations"})
+                tables = CORE_TABLES | DEFAULT_PLUGIN_TABLES | {"chancy_migrations"}
+                assert {n for n, (t, _) in schema(conn).items() if t == "table"} == tables
                 assert stored_version(conn) == len(CORE_MIGRATIONS)
             else:
                 assert schema(conn) == {}
@@ -243,7 +248,7 @@ def test_the_claim_uses_the_partial_covering_index(chancy: Chancy, statement: st
         conn.execute("ANALYZE")
         plan = chancy.store.explain(conn, statement, claim_params(n))
     text = "\n".join(plan)
-    assert "USING COVERING INDEX chancy_jobs_claim" in text, text
+    assert "USING COVERING INDEX chancy_jobs_claim_unkeyed" in text, text
     assert "TEMP B-TREE" not in text, text  # the index serves the ORDER BY: no sort
     assert not any(line.startswith("SCAN") for line in plan), text
 

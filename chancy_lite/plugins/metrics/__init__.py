@@ -301,10 +301,11 @@ class Metrics(Plugin):
             await self.sleep(await self.tick(worker, chancy.now()))
 
     async def tick(self, worker: Worker, now: int) -> float:
-        """One pass at ``now`` (µs): sample sizes if this worker leads and they are due, write the buffer and
-        delete expired buckets if due (the first of each one interval after the first pass, so a worker starting
-        does not read the whole file at once). Errors are logged, never raised (as 0.26); a failed write waits twice as
-        long before the next, up to 300 s. Returns the seconds until the next pass is due."""
+        """One pass at ``now`` (µs): sample sizes if this worker leads and they are due, write the buffer if due
+        (and delete expired buckets when the app has no Pruner to call ``cleanup``). The first of each comes an
+        interval after the first pass, so a worker starting does not read the whole file at once. Errors are
+        logged, never raised (as 0.26); a failed write waits twice as long before the next, up to 300 s. Returns
+        the seconds until the next pass is due."""
         rt, chancy = self._runtime, worker.chancy
         if rt.next_collect is None or rt.next_sync is None:  # the first pass: sample and write an interval later
             rt.next_collect = now + int(self.collection_interval * 1e6)
@@ -320,7 +321,8 @@ class Metrics(Plugin):
         if now >= rt.next_sync:
             try:
                 await self.flush(chancy)
-                await self.cleanup(chancy)
+                if "chancy.pruner" not in chancy.plugins:  # else the Pruner calls cleanup (as Chancy)
+                    await self.cleanup(chancy)
                 rt.sync_delay = float(self.sync_interval)
             except Exception:
                 rt.sync_delay = min(rt.sync_delay * 2, MAX_SYNC_BACKOFF)
@@ -439,7 +441,8 @@ class Metrics(Plugin):
 
     async def cleanup(self, chancy: Chancy) -> int | None:
         """Delete expired buckets (up to 10,000 rows), then definitions no bucket uses (up to 1000); returns how
-        many rows went, or None for none (as 0.26). Every worker runs it after each write, and when it stops."""
+        many rows went, or None for none (as 0.26). The Pruner calls it on the leader after each pass (as Chancy);
+        in an app without a Pruner, every worker calls it after each of its writes, so storage stays bounded."""
         self._runtime.clock = chancy.now
         return await chancy.run_store(_cleanup, MetricsStore(chancy.prefix), self.cutoffs(chancy.now()))
 
