@@ -317,3 +317,19 @@ def test_a_count_that_cannot_be_written_never_fails_the_jobs_write(app: Chancy, 
         done = drain(app)
     assert [job.state.value for job in done] == ["succeeded"] * 3
     assert "could not write the metrics of 1 runs" in caplog.text  # the first; the other two silently
+
+
+def test_the_pruners_pass_cleans_the_metrics_up(db_path: str, clock: Clock) -> None:
+    import asyncio
+
+    from chancy_lite.plugins.pruner import Pruner
+
+    metrics = Metrics(max_points_per_resolution={"1min": 2, "5min": 2, "1hour": 2, "1day": 2})
+    with Chancy(db_path, clock=clock, plugins=[metrics, Pruner()], no_default_plugins=True) as app:
+        app.sync_migrate()
+        metrics.sync_flush(app)
+        metrics.sync_increment_counter("old", 1)
+        metrics.sync_flush(app)
+        clock.advance(days=3)
+        assert asyncio.run(Pruner.cleanup_plugins(app)) == {"chancy.metrics": 4 + 1}  # its rows, its definition
+        assert rows(app) == 0 and metrics.sync_list_metrics(app) == []
