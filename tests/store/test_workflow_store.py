@@ -179,7 +179,7 @@ def test_a_file_without_the_workflow_tables_says_how_to_create_them(db_path: str
         with pytest.raises(MigrationsNeededError, match="no chancy_workflows table"):
             WorkflowPlugin.sync_fetch_workflows(plain)
     with Chancy(db_path) as with_plugin:
-        assert with_plugin.sync_migrate() == ["workflow 0 -> 1"]
+        assert with_plugin.sync_migrate() == ["metrics 0 -> 1", "workflow 0 -> 1"]  # the default plugins' keys
         WorkflowPlugin.sync_push(with_plugin, Workflow("w").add("a", NOOP))
 
 
