@@ -53,7 +53,12 @@ def test_a_bad_option_raises_value_error(kwargs: dict[str, Any]) -> None:
 
 
 def test_the_plugin_pickles_for_children_without_its_buffer() -> None:
+    from chancy_lite.hooks import JobHooks, hooked
+
     m = Metrics(sync_interval=5)
+    assert hooked([m]) == [m]  # copied to worker children, for its run recorder
+    hooks = JobHooks([m])
+    assert len(hooks.recorders) == 1 and hooks.wants_runs and not hooks.wants_updates
     m.sync_increment_counter("mine", 1)
     copy = pickle.loads(pickle.dumps(m))
     assert copy.sync_interval == 5 and copy.buffered() == 0 and m.buffered() == 4
