@@ -10,7 +10,8 @@ The shape (chancy_lite's own; Chancy 0.26 keeps arrays of 12 buckets per row, wh
   ``sampled_at`` its time. A counter is read from ``total``, a gauge from ``gauge``, a histogram from ``count``,
   ``total``, ``minimum`` and ``maximum``. Writers add to a row (an upsert), so the children of one worker share its
   rows and every worker has its own; readers merge the workers' rows. The key orders rows by time first: a flush
-  touches the few pages of the current buckets, and expiry deletes a range at the start of each resolution.
+  touches the few pages of the current buckets, and expiry deletes a range at the start of each resolution; an
+  index by metric serves queries by key and the deletion of unused definitions.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ MIGRATIONS: list[tuple[list[str], list[str]]] = [
                 PRIMARY KEY (resolution, bucket, metric_id, worker_id)
             ) WITHOUT ROWID
             """,
+            # A metric's rows: queries by key, and the foreign key's check when a definition is deleted (without
+            # it, each deleted definition would scan the whole table). Only new bucket rows add entries.
+            "CREATE INDEX {p}metrics_by_metric ON {p}metrics (metric_id, resolution, bucket)",
         ],
         ["DROP TABLE IF EXISTS {p}metrics", "DROP TABLE IF EXISTS {p}metric_definitions"],
     ),
@@ -80,7 +84,7 @@ WHERE (resolution, bucket, metric_id, worker_id) IN (
     LIMIT :limit
 )
 """
-# Definitions no metric row uses any more, up to :limit.
+# Definitions no metric row uses any more, up to :limit (one index probe per definition).
 DELETE_ORPHAN_DEFINITIONS = """
 DELETE FROM {p}metric_definitions WHERE id IN (
     SELECT d.id FROM {p}metric_definitions AS d
