@@ -24,7 +24,8 @@ As Chancy 0.26:
   and when the worker stops;
 * the leader samples, every ``collection_interval`` seconds, the gauges ``table:{name}:total_size_bytes``,
   ``:table_size_bytes`` and ``:index_size_bytes`` (bytes) of the core tables and of every plugin's ``get_tables()``;
-* ``get_metrics`` merges the workers' buckets: counters summed, gauges the latest value, histograms merged.
+* ``get_metrics`` merges the workers' buckets: counters summed, gauges the latest value, histograms merged;
+* the Pruner calls ``cleanup`` on the leader after each pass, which deletes expired buckets and unused keys.
 
 Where chancy_lite differs: runs are counted where they are written, in the worker child (see ``RunTally``), and
 the counts are written with the child's own transactions: at most every ``min(sync_interval, 1)`` seconds while it
