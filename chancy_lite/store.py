@@ -114,8 +114,9 @@ class JobFilter:
     """Which jobs a dashboard page or a bulk action reads (``chancy_lite.web`` builds and checks it).
 
     ``states``: state values to include; ``queue`` and ``func``: exact names (None: any); ``func_contains``:
-    case-insensitive substrings the function must all hold (ASCII, as SQLite's LIKE); ``compare``: ``(column, operator, value)``
-    with a column of ``sql.PAGE_COLUMNS`` (priority, attempts) and an operator of ``sql.PAGE_OPERATORS``.
+    case-insensitive substrings the function must all hold (ASCII, as SQLite's LIKE); ``compare``:
+    ``(column, operator, value)`` with a column of ``sql.PAGE_COLUMNS`` (priority, attempts) and an operator of
+    ``sql.PAGE_OPERATORS``.
     """
 
     states: tuple[str, ...] = STATE_VALUES
@@ -125,7 +126,8 @@ class JobFilter:
     compare: tuple[tuple[str, str, int], ...] = ()
 
 
-class CappedCount(NamedTuple):
+@dataclasses.dataclass(frozen=True, slots=True)
+class CappedCount:
     """A count read from an index up to a cap: exact when ``exact``, else a floor (there are at least ``count``)."""
 
     count: int
@@ -489,7 +491,9 @@ class Store:
         ids.sort(reverse=True)
         return ids[:limit]
 
-    def _page_state(self, conn: Connection, flt: JobFilter, state: str, where: str, params: dict[str, Any]) -> list[str]:
+    def _page_state(
+        self, conn: Connection, flt: JobFilter, state: str, where: str, params: dict[str, Any]
+    ) -> list[str]:
         if state in FINISHED_VALUES:
             statement = self.q.PAGE_FINISHED_IDS.format(where=where)
             if flt.queue is not None:
@@ -533,18 +537,19 @@ class Store:
         that many wait, both waiting states are floors.
         """
         counts: dict[str, CappedCount] = {}
-        waiting = dict(self._waiting_counts(conn, queue, cap))
+        waiting: dict[str, int] = dict(self._waiting_counts(conn, queue, cap))
         waiting_exact = sum(waiting.values()) < cap
         for state in WAITING_VALUES:
             counts[state] = CappedCount(waiting.get(state, 0), waiting_exact)
-        running = dict(_fetch(conn, self.q.COUNT_RUNNING))
+        running: dict[str, int] = dict(_fetch(conn, self.q.COUNT_RUNNING))
         total = running.get(queue, 0) if queue is not None else sum(running.values())
         counts["running"] = CappedCount(total, True)
         for state in FINISHED_VALUES:
             if queue is None:
                 n = _fetch(conn, self.q.COUNT_FINISHED_CAPPED, {"state": state, "cap": cap})[0][0]
             else:
-                n = _fetch(conn, self.q.COUNT_FINISHED_IN_QUEUE_CAPPED, {"state": state, "queue": queue, "cap": cap})[0][0]
+                params = {"state": state, "queue": queue, "cap": cap}
+                n = _fetch(conn, self.q.COUNT_FINISHED_IN_QUEUE_CAPPED, params)[0][0]
             counts[state] = _capped(n, cap)
         return {state: counts[state] for state in STATE_VALUES}
 
