@@ -399,16 +399,17 @@ ORDER BY id DESC
 LIMIT :limit
 """
 # ...and when many wait (a backlog): newest first along the ids, where a backlog's jobs are (claims take the oldest
-# first). The unary + keeps SQLite from reading state and queue through another index and sorting the backlog.
+# first), reading at most :scan rows. A page it does not fill is read again through jobs_due (the statement above).
 PAGE_MANY_WAITING_IDS = """
-SELECT id FROM {p}jobs
-WHERE id < :before AND +state = :state{{where}}
+SELECT id FROM (
+    SELECT id, state, queue, func, priority, attempts FROM {p}jobs WHERE id < :before ORDER BY id DESC LIMIT :scan
+)
+WHERE state = :state{{where}}
 ORDER BY id DESC
 LIMIT :limit
 """
 PAGE_AFTER_ALL = "~"
-PAGE_QUEUE = " AND queue = :queue"  # for the running and few-waiting pages (the finished page has it already)
-PAGE_QUEUE_SCANNED = " AND +queue = :queue"  # for PAGE_MANY_WAITING_IDS
+PAGE_QUEUE = " AND queue = :queue"  # for the running and waiting pages (the finished page has it already)
 PAGE_FUNC_EQUALS = " AND func = :func"
 PAGE_FUNC_CONTAINS = " AND func LIKE :func_like ESCAPE '\\'"  # a backslash escapes % and _ in the value
 # Numeric columns a page may compare (" AND column op :name"), and the operators it may use.

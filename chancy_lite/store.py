@@ -477,8 +477,10 @@ class Store:
     # Reads for chancy_lite.web, each through an index so that a page costs the same with a million jobs (see the
     # dashboard section of sql.py). Every statement is fetched at once: no read transaction stays open.
 
-    #: Below this many waiting jobs, a page of them is read and sorted whole; from it on, read along the ids.
+    #: Below this many waiting jobs, a page of them is read and sorted whole; from it on, read along the ids...
     FEW_WAITING = 10_000
+    #: ...over at most this many of the newest rows, before reading them whole after all.
+    WAITING_WALK = 20_000
 
     def page_job_ids(self, conn: Connection, flt: JobFilter, *, before: str | None = None, limit: int) -> list[str]:
         """Up to ``limit`` ids of jobs matching ``flt``, newest first, all below ``before`` (keyset paging)."""
@@ -504,16 +506,19 @@ class Store:
             for queue in queues:
                 found.extend(r[0] for r in _fetch(conn, statement, {**params, "queue": queue}))
             return found
-        queue_where = "" if flt.queue is None else sql.PAGE_QUEUE
+        where = ("" if flt.queue is None else sql.PAGE_QUEUE) + where
         params["queue"] = flt.queue
         if state == "running":
-            statement = self.q.PAGE_RUNNING_IDS.format(where=queue_where + where)
-        elif self.count_waiting(conn, flt.queue, cap=self.FEW_WAITING).exact:
-            statement = self.q.PAGE_FEW_WAITING_IDS.format(where=queue_where + where)
-        else:  # a backlog: its jobs are the newest (claims take the oldest first)
-            queue_where = "" if flt.queue is None else sql.PAGE_QUEUE_SCANNED
-            statement = self.q.PAGE_MANY_WAITING_IDS.format(where=queue_where + where)
-        return [r[0] for r in _fetch(conn, statement, params)]
+            return [r[0] for r in _fetch(conn, self.q.PAGE_RUNNING_IDS.format(where=where), params)]
+        if not self.count_waiting(conn, flt.queue, cap=self.FEW_WAITING).exact:
+            # A backlog: its jobs are the newest (claims take the oldest first), so a walk along the ids from the
+            # top, over a bounded number of rows, fills the page; when it does not (this state is rare among the
+            # newest jobs), the whole waiting set is read through jobs_due below.
+            found = [r[0] for r in _fetch(conn, self.q.PAGE_MANY_WAITING_IDS.format(where=where),
+                                          {**params, "scan": self.WAITING_WALK})]
+            if len(found) == params["limit"]:
+                return found
+        return [r[0] for r in _fetch(conn, self.q.PAGE_FEW_WAITING_IDS.format(where=where), params)]
 
     def get_job_rows(self, conn: Connection, job_ids: Sequence[str]) -> list[tuple[QueuedJob, str | None]]:
         """The jobs that exist, in the order asked, each with the worker holding it (``taken_by``) or None."""

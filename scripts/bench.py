@@ -1,6 +1,6 @@
 """Benchmark chancy_lite against huey's SqliteHuey, side by side in one run.
 
-Usage: ``scripts/bench [--quick] [--only chancy|huey] [--json PATH] [--dir DIR]``
+Usage: ``scripts/bench [--quick] [--only chancy|huey|pages] [--json PATH] [--dir DIR]``
 
 Each system gets fresh files in one temporary directory (a new file per phase). It
 prints a table, then one final line of JSON with every figure.
@@ -28,6 +28,9 @@ What is measured, and how:
   are pushed: the first and the worst of those are reported.
 * chancy only: claim time with 1,000 vs 1,000,000 finished rows (filled directly with
   apsw ``executemany``), and a drain of jobs sleeping 10 ms with concurrency 16.
+* chancy only: the dashboard's main pages, timed end to end over HTTP against a file of
+  1,000,000 jobs (100,000 with --quick), see scripts/bench_pages.py; ``--only pages`` runs
+  just this.
 
 chancy_lite's files are opened through apsw only (via chancy_lite); huey's files through
 huey (Python's sqlite3). Never both on one file.
@@ -339,16 +342,19 @@ class ChancyBench:
                 raise TimeoutError(f"chancy: only {done}/{n} jobs finished after {self.p.timeout} s")
             time.sleep(POLL_FIRST if first is None else POLL_REST)
 
-    def run(self) -> dict[str, Any]:
-        for name, step in (
+    def run(self, *, only_pages: bool = False) -> dict[str, Any]:
+        steps = [
             ("push_single", self.push_single),
             ("push_bulk", self.push_bulk),
             *((f"drain_{name}", functools.partial(self.drain, name, o)) for name, o in self.variants.items()),
             ("latency", self.latency),
             ("claim", self.claim),
             ("sleep_drain", self.sleep_drain),
-        ):
-            run_step("chancy", name, step, self.errors)
+            ("pages", self.pages),
+        ]
+        for name, step in steps:
+            if not only_pages or name == "pages":
+                run_step("chancy", name, step, self.errors)
         self.results["errors"] = self.errors
         self.results["worker_logs"] = worker_logs(self.dir, "chancy-")
         return self.results
@@ -473,6 +479,11 @@ class ChancyBench:
                 "build_s": build_s,
                 "file_mib": os.path.getsize(chancy.path) / 2**20,
             }
+
+    def pages(self) -> None:
+        import bench_pages
+
+        self.results["pages"] = bench_pages.run(self.dir, self.p.big_rows)
 
     def sleep_drain(self) -> None:
         self.results["sleep_drain"] = {
@@ -760,6 +771,10 @@ def chancy_only_rows(chancy: dict[str, Any], params: Params) -> list[tuple[str, 
                      f"{big['median']:.0f} (p99 {big['p99']:.0f}; table built in {big['build_s']:.1f} s)"))
     if small and big:
         rows.append(("claim median ratio big/small (1.0 = flat)", f"{big['median'] / small['median']:.2f}"))
+    if chancy.get("pages"):
+        import bench_pages
+
+        rows.extend(bench_pages.rows_for_report(chancy["pages"]))
     for name in SLEEP_VARIANTS:
         s = dig(chancy, f"sleep_drain.{name}")
         if s:
@@ -874,7 +889,8 @@ def notes(params: Params, variants: dict[str, Any]) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a reduced run, under a minute")
-    parser.add_argument("--only", choices=("chancy", "huey"), help="run one system only")
+    parser.add_argument("--only", choices=("chancy", "huey", "pages"),
+                        help="run one system only, or only the dashboard's page timings")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON results to PATH")
     parser.add_argument("--dir", metavar="DIR", help="make the temporary directory under DIR (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (files and worker logs)")
@@ -903,8 +919,8 @@ def main() -> int:
         results["machine"]["apsw"] = apsw.apsw_version()
         results["machine"]["sqlite_apsw"] = apsw.sqlite_lib_version()
         if args.only != "huey":
-            results["chancy"] = ChancyBench(params, workdir, variants).run()
-        if args.only != "chancy":
+            results["chancy"] = ChancyBench(params, workdir, variants).run(only_pages=args.only == "pages")
+        if args.only not in ("chancy", "pages"):
             import huey
 
             results["machine"]["huey"] = huey.__version__

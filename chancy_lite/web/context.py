@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -166,9 +166,10 @@ def guarded(*, write: bool = False, page: bool = False, public: bool = False) ->
                     user = ctx.identify(request)
                     if user is None:
                         if page:
-                            target = quote(request.url.path[len(root(request)):] + (
-                                "?" + request.url.query if request.url.query else ""), safe="/?=&")
-                            return RedirectResponse(f"{root(request)}/login?next={target}", status_code=303)
+                            target = request.url.path[len(root(request)):] + (
+                                "?" + request.url.query if request.url.query else "")
+                            return RedirectResponse(f"{root(request)}/login?{urlencode({'next': target})}",
+                                                    status_code=303)
                         return json_response({"error": "Not authenticated"}, 403)
                     request.state.user = user
                     if write or request.method in WRITE_METHODS:

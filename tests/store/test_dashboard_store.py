@@ -92,9 +92,11 @@ def test_pages_hold_the_newest_matching_jobs_and_page_on(mixed, flt: JobFilter) 
             assert second == expected(jobs, flt, before=first[-1])[:25]
 
 
-def test_a_backlog_of_waiting_jobs_is_paged_along_the_ids(mixed, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("walk", [20_000, 30], ids=["the walk fills the page", "the walk falls short"])
+def test_a_backlog_of_waiting_jobs_is_paged_along_the_ids(mixed, monkeypatch: pytest.MonkeyPatch, walk: int) -> None:
     app, jobs = mixed
     monkeypatch.setattr(app.store, "FEW_WAITING", 5)  # every waiting set is now "many"
+    monkeypatch.setattr(app.store, "WAITING_WALK", walk)
     for flt in (JobFilter(states=("pending",)), JobFilter(states=("retrying",), queue="b"),
                 JobFilter(states=("pending",), func_contains=("mail",))):
         with app.connection() as conn:
@@ -164,7 +166,7 @@ def test_data_version_moves_when_another_connection_commits(chancy: Chancy) -> N
 
 # ------------------------------------------------------------------ query plans
 
-PARAMS = {"state": "failed", "queue": "q", "before": "~", "limit": 50, "cap": 100, "since": 0, "func": "x",
+PARAMS = {"state": "failed", "queue": "q", "before": "~", "limit": 50, "cap": 100, "since": 0, "func": "x", "scan": 9,
           "func_like0": "%x%"}
 
 
@@ -182,7 +184,7 @@ def plan(app: Chancy, name: str, where: str = "") -> str:
     ("PAGE_FINISHED_IDS", sql.PAGE_FUNC_EQUALS, "INDEX chancy_jobs_finished_by_queue (state=? AND queue=? AND id<?)"),
     ("PAGE_RUNNING_IDS", sql.PAGE_QUEUE, "INDEX chancy_jobs_running"),
     ("PAGE_FEW_WAITING_IDS", sql.PAGE_QUEUE, "INDEX chancy_jobs_due (queue=?)"),
-    ("PAGE_MANY_WAITING_IDS", sql.PAGE_QUEUE_SCANNED, "INDEX sqlite_autoindex_chancy_jobs_1 (id<?)"),
+    ("PAGE_MANY_WAITING_IDS", sql.PAGE_QUEUE, "INDEX sqlite_autoindex_chancy_jobs_1 (id<?)"),
     ("COUNT_FINISHED_CAPPED", "", "COVERING INDEX chancy_jobs_finished_by_queue (state=?)"),
     ("COUNT_FINISHED_IN_QUEUE_CAPPED", "", "COVERING INDEX chancy_jobs_finished_by_queue (state=? AND queue=?)"),
     ("COUNT_RUNNING", "", "INDEX chancy_jobs_running"),

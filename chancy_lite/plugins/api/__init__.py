@@ -109,6 +109,9 @@ class Api(Plugin):
             family, kind, proto, _, address = infos[0]
             sock = socket.socket(family, kind, proto)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Answers go out in two writes (head, body): without TCP_NODELAY the second waits ~40 ms for the
+            # client's delayed ACK (asyncio sets it only on sockets whose proto says TCP: set it here, inherited).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 sock.bind(address)
                 sock.listen(128)
