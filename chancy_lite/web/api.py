@@ -52,7 +52,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import chancy_lite
-from chancy_lite.errors import ChancyError
 from chancy_lite.hub import Event
 from chancy_lite.queue import Queue
 from chancy_lite.store import JobFilter
@@ -68,7 +67,7 @@ log = logging.getLogger(__name__)
 WS_QUEUE = 256
 
 
-class Api:
+class ApiViews:
     """The JSON routes of one app."""
 
     def __init__(self, ctx: Context) -> None:
@@ -516,6 +515,3 @@ def file_size(path: str) -> int:
         return os.path.getsize(path)
     except OSError:
         return 0
-
-
-__all__ = ["Api", "ChancyError", "bulk_filter", "read_page"]

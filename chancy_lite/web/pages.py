@@ -66,8 +66,9 @@ class Pages:
                      **values: Any) -> Response:
         user = getattr(request.state, "user", None)
         flash = self._flash(request)
+        partial = request.headers.get("x-chancy-partial") == "1"  # the live part only: no navigation to count for
         nav_counts = values.pop("nav_counts", None)
-        if nav_counts is None:
+        if nav_counts is None and not partial:
             nav_counts = await self.chancy.run_store(self.chancy.store.count_jobs_capped, cap=LIVE_COUNT_CAP)
         now = self.now()
         context = {
@@ -79,7 +80,7 @@ class Pages:
             "path": request.url.path[len(root(request)):] or "/", "section": values.pop("section", ""),
             "login_required": self.ctx.login_required, **values,
         }
-        if request.headers.get("x-chancy-partial") == "1":
+        if partial:
             html = render.render_block(self.env, name, "content", context)
         else:
             html = self.env.get_template(name).render(context)

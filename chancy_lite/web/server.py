@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chancy_lite.plugins.api.auth import AuthBackend
 from chancy_lite.utils import import_string
-from chancy_lite.web.api import Api
+from chancy_lite.web.api import ApiViews
 from chancy_lite.web.context import Context, guarded, json_response, resolve_auth
 from chancy_lite.web.filters import BadRequest
 from chancy_lite.web.live import Live
@@ -56,7 +56,7 @@ def build_app(
         signer=Signer(secret_key or os.environ.get(SECRET_ENV) or None),
         read_only=read_only, login_required=login_required, live=Live(chancy, interval=live_interval), debug=debug,
     )
-    api, pages = Api(ctx), Pages(ctx)
+    api, pages = ApiViews(ctx), Pages(ctx)
     middleware = [Middleware(SecurityHeaders)]
     if allow_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_credentials=False,
@@ -69,7 +69,7 @@ def build_app(
     return app
 
 
-def api_routes(api: Api) -> list[BaseRoute]:
+def api_routes(api: ApiViews) -> list[BaseRoute]:
     v1 = "/api/v1"
     return [
         Route("/health", api.health, methods=["GET"], name="health"),

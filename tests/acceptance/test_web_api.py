@@ -668,3 +668,18 @@ def test_mounted_under_a_sub_path_every_url_keeps_the_prefix(chancy: Chancy) -> 
         assert retried.headers["location"] == f"/admin/jobs/jobs/{job_id}"
         assert client.get("/admin/jobs/health").json()["status"] == "healthy"
         assert client.post("/admin/jobs/api/v1/login", json={"username": "admin", "password": PASSWORD}).json()["token"]
+
+
+def test_the_readmes_mounting_example_works(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.acceptance.test_readme import code_blocks
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(code_blocks()["dashboard.py"], "dashboard.py", "exec"), namespace)
+    with namespace["chancy"] as app:
+        app.sync_migrate()
+        with make_client(namespace["app"]) as client:
+            first = client.get("/admin/jobs/", follow_redirects=False)
+            assert first.headers["location"] == "/admin/jobs/login?next=%2F"
+            login = client.post("/admin/jobs/api/v1/login", json={"username": "admin", "password": "a long password"})
+            assert login.status_code == 200

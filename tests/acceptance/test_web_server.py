@@ -228,3 +228,26 @@ def test_worker_web_can_serve_an_open_read_only_dashboard(migrated: str, stop: l
     assert (status, jobs) == (200, [])
     process.send_signal(signal.SIGINT)
     assert process.wait(20) == 0
+
+
+def test_a_second_worker_whose_port_is_taken_runs_without_the_dashboard(db_path: str,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    plugin = Api(port=busy.getsockname()[1], authentication_backend=AUTH)
+    try:
+        with Chancy(db_path, plugins=[plugin]) as app:
+            app.sync_migrate()
+
+            async def body(worker: Any) -> None:
+                deadline = time.monotonic() + 10
+                while "does not serve the dashboard" not in caplog.text:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.02)
+                ref = await app.push(Job(func="tests.jobs.noop"))
+                assert (await app.wait_for_job(ref, timeout=30)).state.value == "succeeded"
+
+            run_worker(app, body)
+    finally:
+        busy.close()

@@ -129,6 +129,11 @@ class Api(Plugin):
         return sock
 
     async def run(self, worker: Worker, chancy: Chancy) -> None:
+        try:
+            self.bind()
+        except ConfigurationError as exc:  # another process serves this port (another worker of the same app?)
+            log.error("this worker does not serve the dashboard: %s", exc)
+            return
         await self.serve(chancy, worker=worker)
 
     async def serve(self, chancy: Chancy, *, worker: Worker | None = None, handle_signals: bool = False) -> None:
