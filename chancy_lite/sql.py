@@ -429,7 +429,7 @@ SELECT count(*) FROM (
 )
 """
 # Running jobs by queue and state ('running'), all of them (few).
-COUNT_RUNNING = """
+COUNT_RUNNING_BY_QUEUE = """
 SELECT queue, count(*) FROM {p}jobs INDEXED BY {p}jobs_running WHERE state = 'running' GROUP BY queue
 """
 # Waiting jobs by state, among the first :cap index entries (of every queue, or of one): exact while fewer than :cap

@@ -546,7 +546,7 @@ class Store:
         waiting_exact = sum(waiting.values()) < cap
         for state in WAITING_VALUES:
             counts[state] = CappedCount(waiting.get(state, 0), waiting_exact)
-        running: dict[str, int] = dict(_fetch(conn, self.q.COUNT_RUNNING))
+        running: dict[str, int] = dict(_fetch(conn, self.q.COUNT_RUNNING_BY_QUEUE))
         total = running.get(queue, 0) if queue is not None else sum(running.values())
         counts["running"] = CappedCount(total, True)
         for state in FINISHED_VALUES:

@@ -187,7 +187,7 @@ def plan(app: Chancy, name: str, where: str = "") -> str:
     ("PAGE_MANY_WAITING_IDS", sql.PAGE_QUEUE, "INDEX sqlite_autoindex_chancy_jobs_1 (id<?)"),
     ("COUNT_FINISHED_CAPPED", "", "COVERING INDEX chancy_jobs_finished_by_queue (state=?)"),
     ("COUNT_FINISHED_IN_QUEUE_CAPPED", "", "COVERING INDEX chancy_jobs_finished_by_queue (state=? AND queue=?)"),
-    ("COUNT_RUNNING", "", "INDEX chancy_jobs_running"),
+    ("COUNT_RUNNING_BY_QUEUE", "", "INDEX chancy_jobs_running"),
     ("COUNT_WAITING_CAPPED", "", "COVERING INDEX chancy_jobs_due"),
     ("COUNT_WAITING_IN_QUEUE_CAPPED", "", "COVERING INDEX chancy_jobs_due (queue=?)"),
     ("COUNT_FINISHED_SINCE_CAPPED", "", "INDEX chancy_jobs_finished (completed_at>?)"),
