@@ -38,12 +38,15 @@ from chancy_lite.execution import Capability
 from chancy_lite.hooks import HookFailed, JobHooks
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
-from chancy_lite.outcome import Outcome, next_outcome, stored_view
+from chancy_lite.outcome import Outcome, dump_meta, next_outcome, stored_view
 from chancy_lite.plugin import unpack_plugins
 from chancy_lite.store import Store
 from chancy_lite.utils import import_string, micros_now
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two saves of a running job's meta by ``QueuedJob.progress``.
+PROGRESS_INTERVAL = 0.25
 T = TypeVar("T")
 
 State = QueuedJob.State
@@ -127,6 +130,8 @@ class Runner:
         self.channel = wake.Channel(config.db_path)
         self.store = Store(config.prefix)
         self.conn.publisher = self.channel.publish
+        self.conn.store = self.store
+        self.conn.now = lambda: self.now()  # read at each call: chancy_lite.testing swaps in the app's clock
         self.mailbox = wake.Listener(self.channel, wake.CHILD, name=wake.mailbox_name(config.key))
         self.journal = Journal(
             os.path.join(self.channel.directory, journal_name(config.worker_id, self.pid, config.key))
@@ -147,8 +152,9 @@ class Runner:
         self.advertised = False
         self.idle_path = os.path.join(self.channel.directory, wake.idle_name(config.queue, config.key))
         self.now: Callable[[], int] = micros_now  # the clock (chancy_lite.testing swaps in a controllable one)
-        # The batch being run and its watcher; the lock also serialises the two threads' use of the connection.
-        self.batch_lock = threading.Lock()
+        # The batch being run and its watcher; the lock also serialises the threads' use of the connection (the
+        # watcher's, a progress timer's and this one's).
+        self.batch_lock = threading.RLock()  # re-entrant: flush() runs under it from the batch loop
         self.batch: _Batch | None = None
         self._watcher: threading.Thread | None = None
         self._watch = threading.Event()
@@ -159,6 +165,8 @@ class Runner:
         #: Jobs whose runs are not written yet, when plugins are shown the written jobs (hooks.wants_updates).
         self.ran: dict[str, QueuedJob] = {}
         self._peaks: dict[str, float] = {}  # function -> recent longest run, in seconds (decays by half a run)
+        self._progress_due = 0.0  # time.monotonic() before which a progress report is not written
+        self._progress_timer: threading.Timer | None = None  # writes the last report skipped meanwhile
 
     # ---- the loop
 
@@ -315,6 +323,10 @@ class Runner:
         return self.with_retry(lambda: self._exchange(n))
 
     def _exchange(self, n: int) -> list[QueuedJob]:
+        with self.batch_lock:  # a progress timer may share the connection
+            return self._exchange_locked(n)
+
+    def _exchange_locked(self, n: int) -> list[QueuedJob]:
         config, store = self.config, self.store
         pending = self.pending
         with self.conn:
@@ -470,6 +482,45 @@ class Runner:
         interrupts the call); one that came earlier is in ``cancelled_claims``, checked next."""
         self.cancelled = None
         self.current = job
+        self.end_progress()
+        object.__setattr__(job, "_reporter", self.report_progress)  # a fresh object from the claim: not shared
+
+    def report_progress(self, job: QueuedJob) -> None:
+        """``QueuedJob.progress``: save the running job's meta now, unless it was saved less than
+        ``PROGRESS_INTERVAL`` ago; then a timer saves the latest report when the interval is up, so the last one
+        shows even if the job then works for long without reporting. Best effort: a busy database or meta that
+        cannot be saved skips one save."""
+        now = time.monotonic()
+        if now < self._progress_due:
+            if self._progress_timer is None:
+                timer = threading.Timer(self._progress_due - now, self._save_progress, (job, True))
+                timer.daemon = True
+                self._progress_timer = timer
+                timer.start()
+            return
+        self._save_progress(job, False)
+
+    def _save_progress(self, job: QueuedJob, timed: bool) -> None:
+        if timed:
+            self._progress_timer = None
+            if self.current is not job:
+                return  # the job ended meanwhile: its outcome carries its meta
+        self._progress_due = time.monotonic() + PROGRESS_INTERVAL
+        try:
+            meta = dump_meta(job.meta)
+            with self.batch_lock:  # the batch watcher shares the connection
+                self.store.save_running_meta(self.conn, job, meta, worker_id=self.config.worker_id, pid=self.pid)
+        except Exception as exc:  # RuntimeError: the job changed its meta while the timer read it
+            if not (db.is_transient(exc) or isinstance(exc, ValueError | TypeError | RuntimeError)):
+                raise
+            log.debug("progress of job %s not saved this time: %s", job.id, exc)
+
+    def end_progress(self) -> None:
+        """Forget the progress reports of the job that ran (its outcome carries its meta)."""
+        timer, self._progress_timer = self._progress_timer, None
+        if timer is not None:
+            timer.cancel()
+        self._progress_due = 0.0
 
     def run_job(self, job: QueuedJob, started_at: int) -> Outcome | None:
         """Run one job (its start already journaled, ``begin(job)`` called) and return its outcome; None if it
@@ -495,12 +546,14 @@ class Runner:
             error = exc
         finally:
             self.current = None
+            if self._progress_timer is not None:
+                self.end_progress()
         self.after_job(succeeded=error is None and not stopping)
         outcome = next_outcome(job, error, stopping=stopping, now=self.now(), had_meta=had_meta,
                                elapsed=time.perf_counter() - started, started_at=started_at)
         if self.hooks.completing:
             outcome = self.hooks.job_completed(job, outcome, error)
-        if self.hooks.wants_updates:
+        if self.hooks.wants_updates and self.hooks.watches(job):
             self.ran[outcome.id] = job
         return outcome
 

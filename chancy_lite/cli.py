@@ -267,7 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_commands(commands)
     _add_cron_commands(commands)
     add_command(commands, "status", cmd_status, "job counts per queue and state, file and WAL size")
+    watch = add_command(commands, "watch", cmd_watch,
+                        "running jobs with their progress, throughput and recent failures, live")
+    watch.add_argument("--interval", type=POSITIVE_SECONDS, default=1.0, help="seconds between refreshes (1)")
+    watch.add_argument("--once", action="store_true", help="show one snapshot and exit")
+    watch.add_argument("--limit", type=POSITIVE_INT, default=20, help="running jobs to list (20)")
+    watch.add_argument("--plain", action="store_true", help="plain text even in a terminal")
     add_worker_commands(commands)
+    _add_transfer_commands(commands)
     return parser
 
 
@@ -791,6 +798,99 @@ def cmd_cron_remove(app: Chancy, args: argparse.Namespace) -> int:
         raise KeyError(f"no cron schedule has the key {args.key!r}")
     print(f"removed cron schedule {args.key}")
     return 0
+
+
+def _add_transfer_commands(commands: Subparsers) -> None:
+    """``export --to`` and ``import --from``: move queues and jobs between the file and Chancy on Postgres."""
+    export = add_command(commands, "export", cmd_export,
+                         "copy queues, waiting jobs, cron schedules and workflows to Chancy on Postgres",
+                         epilog="The target must be migrated by Chancy 0.25 or 0.26 itself."
+                                " Needs chancy-lite[postgres].")
+    export.add_argument("--to", required=True, metavar="DSN", dest="dsn", help="postgresql://user@host/db")
+    imp = add_command(commands, "import", cmd_import, "copy a Chancy Postgres queue into this file",
+                      needs_schema=False, creates_file=True)
+    imp.add_argument("--from", required=True, metavar="DSN", dest="dsn", help="postgresql://user@host/db")
+    for parser in (export, imp):
+        parser.add_argument("--include-finished", action="store_true", help="also succeeded and failed jobs")
+        parser.add_argument("--since", type=DATETIME, help="with --include-finished: only jobs finished since then")
+        parser.add_argument("--requeue-running", action="store_true",
+                            help="copy running jobs as waiting (and go ahead despite live workers)")
+        parser.add_argument("--dry-run", action="store_true", help="write nothing; list every blocker and the counts")
+        parser.add_argument("--batch-size", type=POSITIVE_INT, default=1000, help="jobs per transaction (1000)")
+        parser.add_argument("--json", action="store_true", help="the report as JSON")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def cmd_export(app: Chancy, args: argparse.Namespace) -> int:
+    from chancy_lite.export import export_to_postgres
+
+    return _transfer(export_to_postgres, app, args)
+
+
+def cmd_import(app: Chancy, args: argparse.Namespace) -> int:
+    from chancy_lite.export import import_from_postgres
+
+    return _transfer(import_from_postgres, app, args)
+
+
+def _transfer(fn: Callable[..., Any], app: Chancy, args: argparse.Namespace) -> int:
+    """Exit 0 when copied and verified (or a dry run without blockers), 1 for blockers or missing rows."""
+    from chancy_lite.export import ExportBlockedError, VerificationError, describe
+
+    if args.since is not None and not args.include_finished:
+        raise UsageError("--since goes with --include-finished")
+    bar = None if args.no_progress or args.dry_run else ProgressBar(sys.stderr, "jobs")
+    try:
+        report = fn(app, args.dsn, include_finished=args.include_finished, since=args.since,
+                    requeue_running=args.requeue_running, dry_run=args.dry_run, batch_size=args.batch_size,
+                    progress=bar)
+    except ExportBlockedError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except VerificationError as exc:
+        report = exc.report
+    finally:
+        if bar is not None:
+            bar.close()
+    print(describe(report) if args.json else report.summary())
+    ok = not report.blockers and (report.dry_run or report.verified)
+    return 0 if ok else 1
+
+
+class ProgressBar:
+    """``done/total`` on one redrawn line in a terminal; in a pipe, a line at each tenth of the way."""
+
+    def __init__(self, stream: Any, unit: str, width: int = 30) -> None:
+        self.stream, self.unit, self.width = stream, unit, width
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.shown = -1
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        total = max(total, done, 1)
+        if self.tty:
+            filled = self.width * done // total
+            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {self.unit}")
+            self.drawn = True
+        elif (tenth := 10 * done // total) > self.shown:
+            self.shown = tenth
+            self.stream.write(f"{done}/{total} {self.unit}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def cmd_watch(app: Chancy, args: argparse.Namespace) -> int:
+    from chancy_lite import watch
+
+    fancy = sys.stdout.isatty() and not args.plain
+    if fancy and not watch.has_rich():
+        print(f"{PROG}: plain output: pip install 'chancy-lite[cli]' for the live view", file=sys.stderr)
+        fancy = False
+    return watch.run(app, interval=args.interval, once=args.once, limit=args.limit, fancy=fancy)
 
 
 def cmd_status(app: Chancy, args: argparse.Namespace) -> int:

@@ -172,6 +172,12 @@ class Connection(apsw.Connection):
         #: Who publishes what a committed transaction changed (``Channel.publish``); None: nobody hears.
         self.publisher: Callable[[wake.Changes], None] | None = None
         self._changes: wake.Changes | None = None
+        #: The core ``Store`` (so the table prefix) and the clock (integer µs since the epoch) of whoever writes
+        #: through this connection, set by ``Chancy.connect`` and by worker children: a plugin's
+        #: ``on_jobs_updated_in_transaction`` gets only this connection (and ``worker=None`` in a child), and
+        #: reads them to write its own rows and push jobs in the same transaction. None / the wall clock when unset.
+        self.store: Any = None
+        self.now: Callable[[], int] = _wall_micros
 
     def pending_changes(self) -> wake.Changes:
         """What the current transaction changed so far, published once it commits (see ``publish_changes``).
@@ -203,6 +209,10 @@ class Connection(apsw.Connection):
                     callback()
                 except Exception:  # a wake-up is a hint; never fail a commit for it
                     log.debug("after-commit callback failed", exc_info=True)
+
+
+def _wall_micros() -> int:
+    return time.time_ns() // 1000
 
 
 def _create_private(path: str) -> None:

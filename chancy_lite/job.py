@@ -227,6 +227,8 @@ class QueuedJob(Job):
     #: Chancy 0.26's claim token. Always None here: chancy_lite fences a stale result by the claiming process
     #: and the attempt instead (see the README, "Differences from Chancy").
     claim_id: uuid.UUID | None = None
+    # Set by the runner of this job: saves meta while the job runs (``progress``), at most a few times a second.
+    _reporter: Callable[[QueuedJob], None] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Built from a stored row, which was validated when it was pushed: only the id's type is settled here.
@@ -256,6 +258,26 @@ class QueuedJob(Job):
         """
         if self._time_limit_deadline is not None and time.monotonic() >= self._time_limit_deadline:
             raise TimeoutError("Job timed out.")
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report how far this run has got, for the dashboard, ``chancy-lite watch`` and ``get_job``.
+
+        Sets ``meta["progress"]`` to ``{"done": done, "total": total, "message": message, "at": <epoch s>}``
+        (``done`` and ``total`` in any unit of work, ``total`` None when unknown) and, in a worker, saves the whole
+        ``meta`` while the job runs, so other processes see it: the first call at once, then at most every 0.25 s
+        (calls in between cost about a microsecond; the last state is saved when the job ends in any case). A
+        write that meets a busy database is skipped, never raised into the job. ``ValueError`` for a negative or
+        non-numeric ``done``, a ``total`` that is not positive, or a ``message`` that is not text.
+        """
+        if isinstance(done, bool) or not isinstance(done, int | float) or not done >= 0:
+            raise ValueError(f"progress done must be a number >= 0, got {done!r}")
+        if total is not None and (isinstance(total, bool) or not isinstance(total, int | float) or not total > 0):
+            raise ValueError(f"progress total must be a number > 0 or None, got {total!r}")
+        if message is not None and not isinstance(message, str):
+            raise ValueError(f"progress message must be text or None, got {message!r}")
+        self.meta["progress"] = {"done": done, "total": total, "message": message, "at": time.time()}
+        if self._reporter is not None:
+            self._reporter(self)
 
     def _with_time_limit(self, seconds: float) -> QueuedJob:
         """A copy of this context with a cooperative deadline ``seconds`` from now (``meta`` is shared)."""

@@ -243,6 +243,12 @@ WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = 
     AND started_at IS NULL
 """
 
+# progress: save a running job's meta while it runs (held by us, this attempt).
+SAVE_RUNNING_META = """
+UPDATE {p}jobs SET meta = :meta
+WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = :pid AND attempts = :attempts
+"""
+
 # The running jobs one process holds.
 HELD_JOBS = (
     "SELECT "
@@ -357,6 +363,26 @@ LIST_RUNNING_JOBS = LIST_JOBS.replace(
     "FROM {p}jobs\nWHERE ", "FROM {p}jobs INDEXED BY {p}jobs_running\nWHERE state = 'running' AND ", 1
 )
 COUNT_JOBS = "SELECT queue, state, count(*) FROM {p}jobs GROUP BY queue, state"
+
+# For `chancy-lite watch`: each answered from an index alone, never the whole table.
+COUNT_WAITING = "SELECT count(*) FROM {p}jobs INDEXED BY {p}jobs_claim WHERE state IN ('pending', 'retrying')"
+COUNT_RUNNING = "SELECT count(*) FROM {p}jobs INDEXED BY {p}jobs_running WHERE state = 'running'"
+COUNT_FINISHED_SINCE = (
+    "SELECT count(*) FROM {p}jobs INDEXED BY {p}jobs_finished"
+    " WHERE state IN ('succeeded', 'failed') AND completed_at >= ?"
+)
+# The failed among the last :scan finished jobs, newest first.
+RECENT_FAILURES = (
+    "SELECT "
+    + _JOB_COLUMNS
+    + """ FROM {p}jobs WHERE rowid IN (
+    SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_finished WHERE state IN ('succeeded', 'failed')
+    ORDER BY completed_at DESC LIMIT :scan
+) AND state = 'failed'
+ORDER BY completed_at DESC
+LIMIT :limit
+"""
+)
 JOB_STATES = "SELECT id, state FROM {p}jobs WHERE id IN (SELECT value FROM json_each(?))"
 
 # ------------------------------------------------------------------ dashboard

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -190,7 +191,7 @@ class Store:
         if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
             raise ValueError(f"prefix {prefix!r} must be letters, digits and '_' (such as 'chancy_')")
         self.prefix = prefix
-        self.q = _Statements(prefix)
+        self.q = Statements(prefix)
         self.migrations: dict[str, list[Step]] = {CORE_KEY: sql.CORE_MIGRATIONS}
 
     @staticmethod
@@ -329,6 +330,17 @@ class Store:
                      "running": self.q.LIST_RUNNING_JOBS}.get(state or "", self.q.LIST_JOBS)
         return [row_to_job(row) for row in _fetch(conn, statement, params)]
 
+    def activity(self, conn: Connection, *, since: int) -> tuple[int, int, int]:
+        """(waiting jobs, running jobs, jobs finished since ``since`` µs), each from an index alone."""
+        waiting = _fetch(conn, self.q.COUNT_WAITING)[0][0]
+        running = _fetch(conn, self.q.COUNT_RUNNING)[0][0]
+        finished = _fetch(conn, self.q.COUNT_FINISHED_SINCE, (since,))[0][0]
+        return waiting, running, finished
+
+    def recent_failures(self, conn: Connection, *, limit: int, scan: int = 10_000) -> list[QueuedJob]:
+        """The newest failed jobs among the last ``scan`` finished ones (a bounded read), newest first."""
+        return [row_to_job(row) for row in _fetch(conn, self.q.RECENT_FAILURES, {"limit": limit, "scan": scan})]
+
     def count_jobs(self, conn: Connection) -> list[tuple[str, str, int]]:
         return _fetch(conn, self.q.COUNT_JOBS)
 
@@ -407,6 +419,15 @@ class Store:
                   "pid": pid}
         conn.execute(self.q.MARK_JOB_STARTED, params)
         return conn.changes() == 1
+
+    def save_running_meta(
+        self, conn: Connection, job: QueuedJob, meta: str, *, worker_id: str, pid: int | None
+    ) -> bool:
+        """Save the meta of a job we run, while it runs (guarded like ``complete_job``); its own transaction."""
+        params = {"id": str(job.id), "attempts": job.attempts, "meta": meta, "worker_id": worker_id, "pid": pid}
+        with conn:
+            conn.execute(self.q.SAVE_RUNNING_META, params)
+            return conn.changes() == 1
 
     def cancel_job(self, conn: Connection, job_id: str, *, now: int) -> tuple[str, str | None, int | None] | None:
         """Cancel a job that has not finished. Returns (previous state, holder, holder pid) or None."""
@@ -749,9 +770,12 @@ class Store:
         return [row[-1] for row in _fetch(conn, sql.EXPLAIN + text, params)]
 
 
-def _fetch(conn: Connection, statement: str, params: Any = None) -> list[Row]:
+def fetch_all(conn: Connection, statement: str, params: Any = None) -> list[Row]:
     """Every row of a statement, fetched at once (no read transaction is left open)."""
     return conn.execute(statement, params).fetchall()
+
+
+_fetch = fetch_all
 
 
 def _capped(count: int, cap: int) -> CappedCount:
@@ -808,12 +832,13 @@ def _compile_rule(rule: tuple[Any, ...], now: int, *, finished: bool = False) ->
     return f"{column} {sql.PRUNE_OPERATORS[op]} ?", [value]
 
 
-class _Statements:
-    """The statements of sql.py formatted for one prefix, as attributes."""
+class Statements:
+    """The statements of a SQL module (``chancy_lite.sql``, or a plugin's own) formatted for one prefix, as
+    attributes: every upper-case ``str`` of the module, with ``{p}`` replaced."""
 
-    def __init__(self, prefix: str) -> None:
-        for name in dir(sql):
-            value = getattr(sql, name)
+    def __init__(self, prefix: str, module: types.ModuleType = sql) -> None:
+        for name in dir(module):
+            value = getattr(module, name)
             if name.isupper() and isinstance(value, str):
                 setattr(self, name, value.format(p=prefix))
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from chancy_lite.app import Chancy, RefLike
 from chancy_lite.child import ChildConfig, Runner
 from chancy_lite.errors import ConfigurationError
 from chancy_lite.hooks import JobHooks, hooked
-from chancy_lite.job import QueuedJob, ref_id
+from chancy_lite.job import Job, QueuedJob, ref_id
 from chancy_lite.utils import UTC, aware
 
 
@@ -88,6 +89,15 @@ def drain(chancy: Chancy, queue: str = "default", *, max_jobs: int | None = None
     finally:
         runner.close()
     return chancy.sync_get_jobs(ran)
+
+
+def run_inline(chancy: Chancy, job: Job | Callable[..., Any], *, max_runs: int = 1000) -> QueuedJob:
+    """Push ``job`` (a ``Job`` or an ``@job`` function) and run it now in this process, on the real claim path,
+    with its retries that are due at once; returns the job as stored afterwards (``state`` says how it ended).
+    Other due jobs of its queue ahead of it run too, as a worker would run them."""
+    ref = chancy.sync_push(job)
+    [done] = run_jobs(chancy, [ref], max_runs=max_runs)
+    return done
 
 
 def run_jobs(chancy: Chancy, refs: Iterable[RefLike], *, max_runs: int = 1000) -> list[QueuedJob]:

@@ -454,7 +454,7 @@ class ChancyBench:
                 while left > 0:
                     batch = min(left, 50_000)
                     with conn:
-                        conn.executemany(statement, ((chancy_uuid(), now, now, now, now) for _ in range(batch)))
+                        conn.executemany(statement, ((str(chancy_uuid()), now, now, now, now) for _ in range(batch)))
                     left -= batch
             build_s = time.perf_counter() - start
             for _ in chancy.sync_push_many(self.jobs("bench_jobs.noop", self.p.claims)):

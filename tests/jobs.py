@@ -260,3 +260,30 @@ def overrun_without_checkpoint(*, seconds: float, path: str, ctx: QueuedJob) -> 
     time.sleep(seconds)
     stamp(path=path, value="returned")
     return "late result"
+
+
+def progress_then_wait(*, path: str, steps: int, context: QueuedJob) -> None:
+    """Report ``steps`` steps as fast as it can, then wait (up to 30 s) for ``path`` to exist."""
+    for i in range(steps):
+        context.progress(i + 1, steps, f"step {i + 1}")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+async def async_progress_then_wait(*, path: str, steps: int, context: QueuedJob) -> None:
+    import asyncio
+
+    for i in range(steps):
+        context.progress(i + 1, steps, f"step {i + 1}")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+
+
+def fail_until(*, attempts: int, path: str | None = None, ctx: QueuedJob) -> None:
+    """Fail until ``attempts`` earlier attempts were made (so attempt number ``attempts + 1`` succeeds)."""
+    if path is not None:
+        stamp(path=path, value=str(ctx.attempts))
+    if ctx.attempts < attempts:
+        raise RuntimeError(f"attempt {ctx.attempts + 1} fails on purpose")

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chancy_lite import execution, wake
-from chancy_lite.child import Runner
+from chancy_lite.child import PROGRESS_INTERVAL, Runner
 from chancy_lite.execution import Capability
 from chancy_lite.executors.base import Executor, Slot
 from chancy_lite.hooks import JobHooks, hooked
 from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
-from chancy_lite.outcome import next_outcome
+from chancy_lite.outcome import dump_meta, next_outcome
 from chancy_lite.store import Outcome
 from chancy_lite.utils import micros_now
 
@@ -41,6 +41,8 @@ class AsyncExecutor(Executor):
         self.events: dict[str, asyncio.Event] = {}
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.running: dict[str, asyncio.Task[Any]] = {}
+        self._progress_due: dict[str, float] = {}  # job id -> time.monotonic() of its next progress save
+        self._progress_later: dict[str, asyncio.TimerHandle] = {}  # job id -> its pending progress save
         self.cancelled: set[str] = set()
         self.pending_wakes = 0
         # One journal per slot, written from the event loop only: should the supervisor die, recovery then knows
@@ -132,6 +134,7 @@ class AsyncExecutor(Executor):
         error: BaseException | None = None
         stopping = False
         hooks = self.runner.hooks if self.runner is not None else JobHooks()
+        object.__setattr__(job, "_reporter", self._report_progress)  # a fresh object from the claim
         try:
             if hooks.starting:
                 job = await hooks.astarting(job)
@@ -148,9 +151,48 @@ class AsyncExecutor(Executor):
                             elapsed=time.perf_counter() - started, started_at=started_at)
         if hooks.completing:
             done = await hooks.acompleted(job, done, error)
-        if hooks.wants_updates and self.runner is not None:
+        if hooks.wants_updates and self.runner is not None and hooks.watches(job):
             self.runner.ran[done.id] = job
         return done
+
+    def _report_progress(self, job: QueuedJob) -> None:
+        """``QueuedJob.progress`` on this loop: save the job's meta on the database thread, at most every
+        ``PROGRESS_INTERVAL`` seconds per job (a skipped report is saved when the interval is up), without
+        waiting for it (best effort, as in a child)."""
+        now, key = time.monotonic(), str(job.id)
+        due = self._progress_due.get(key, 0.0)
+        if now < due:
+            if key not in self._progress_later:
+                self._progress_later[key] = asyncio.get_running_loop().call_later(
+                    due - now, self._report_later, job)
+            return
+        self._save_progress(job)
+
+    def _report_later(self, job: QueuedJob) -> None:
+        key = str(job.id)
+        self._progress_later.pop(key, None)
+        if key in self.running:  # not ended meanwhile
+            self._save_progress(job)
+
+    def _save_progress(self, job: QueuedJob) -> None:
+        key = str(job.id)
+        self._progress_due[key] = time.monotonic() + PROGRESS_INTERVAL
+        runner = self.runner
+        if runner is None:
+            return
+        try:
+            meta = dump_meta(job.meta)
+        except (TypeError, ValueError):
+            return
+
+        def save() -> None:
+            try:
+                runner.store.save_running_meta(runner.conn, job, meta, worker_id=runner.config.worker_id,
+                                               pid=runner.pid)
+            except Exception as exc:
+                log.debug("progress of job %s not saved this time: %s", key, exc)
+
+        self._db_thread.submit(save)
 
     async def _call(self, job: QueuedJob) -> None:
         execution.check_allowed(job.func, self.context.allowed_modules)
@@ -167,6 +209,10 @@ class AsyncExecutor(Executor):
             await asyncio.shield(task)
         finally:
             self.running.pop(str(job.id), None)
+            self._progress_due.pop(str(job.id), None)
+            later = self._progress_later.pop(str(job.id), None)
+            if later is not None:
+                later.cancel()
 
     def poke(self, slot: Slot, message: bytes) -> None:
         self.events[slot.key].set()

@@ -361,6 +361,9 @@ class ApiViews:
         name_filter: tuple[str, str] | None = None
         for key, op, value in _workflow_filters(params.get("filters")):
             if key == "state":
+                if value not in plugins.WORKFLOW_STATES:
+                    states = ", ".join(plugins.WORKFLOW_STATES)
+                    raise BadRequest("Invalid filters", f"a workflow state is one of {states}")
                 state = value
             else:
                 name_filter = (op, value)

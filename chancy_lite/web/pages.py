@@ -400,6 +400,8 @@ class Pages:
     async def workflows(self, request: Request) -> Response:
         plugin = self._plugin(self.ctx.workflows, "WorkflowPlugin")
         state = request.query_params.get("state") or None
+        if state is not None and state not in plugins.WORKFLOW_STATES:
+            raise BadRequest("Invalid state", f"a workflow state is one of {', '.join(plugins.WORKFLOW_STATES)}")
         before = job_id(request.query_params.get("before"))
         rows, has_more = await plugins.list_workflows(plugin, self.chancy, state=state, limit=PAGE_SIZE,
                                                       before=before)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from chancy_lite.app import Chancy
 
 WORKFLOW_STEP_STATES = ("pending", "running", "succeeded", "failed", "retrying")
+WORKFLOW_STATES = ("pending", "running", "completed", "failed")
 RESOLUTIONS = ("1min", "5min", "1hour", "1day")
 
 
@@ -90,8 +91,14 @@ def _steps(workflow: Any) -> Iterable[Any]:
 
 async def list_workflows(plugin: Any, chancy: Chancy, *, state: str | None, limit: int,
                          before: str | None) -> tuple[list[dict[str, Any]], bool]:
-    """Up to ``limit`` workflows, newest id first, below ``before``; and whether there are more. The plugin's
-    ``fetch_workflows`` has no keyset paging of its own: it is asked for ``limit`` + 1 beyond what paging skips."""
+    """Up to ``limit`` workflows, newest id first, below ``before``; and whether there are more. chancy_lite's
+    WorkflowPlugin pages through an index (``fetch_workflow_page``); a plugin with only Chancy's ``fetch_workflows``
+    is asked for (at most 10,000) workflows, which are sorted here."""
+    page = getattr(plugin, "fetch_workflow_page", None)
+    if page is not None:
+        found = await _call(page, chancy, state=state, before=before, limit=limit + 1)
+        rows = [workflow_row(w) for w in found]
+        return rows[:limit], len(rows) > limit
     states = [state] if state else None
     fetched = await _call(plugin.fetch_workflows, chancy, states=states, limit=10_000)
     rows = sorted((workflow_row(w) for w in fetched), key=lambda r: str(r["id"]), reverse=True)

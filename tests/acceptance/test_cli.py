@@ -117,7 +117,8 @@ def table(text: str) -> list[list[str]]:
 def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> None:
     result = cli("--db", db_path, "migrate")
     assert result.code == 0
-    assert result.out == "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
+    core = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
+    assert result.out == core + "migrated workflow 0 -> 1\n"  # the WorkflowPlugin is a default
     with Chancy(db_path) as app:
         assert app.sync_is_up_to_date()
     assert cli("--db", db_path, "migrate").out == "nothing to migrate\n"
@@ -125,8 +126,8 @@ def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> N
 
 def test_migrate_to_version_zero_drops_the_schema(db: Cli, db_path: str) -> None:
     result = db("migrate", "--to-version", "0")
-    steps = "".join(f"migrated chancy {v} -> {v - 1}\n" for v in range(len(CORE_MIGRATIONS), 0, -1))
-    assert (result.code, result.out) == (0, steps)
+    core = "".join(f"migrated chancy {v} -> {v - 1}\n" for v in range(len(CORE_MIGRATIONS), 0, -1))
+    assert (result.code, result.out) == (0, "migrated workflow 1 -> 0\n" + core)
     with Chancy(db_path) as app:
         assert not app.sync_is_up_to_date()
 
@@ -556,7 +557,7 @@ def test_subprocess_round_trip(db_path: str) -> None:
     module = [sys.executable, "-m", "chancy_lite.cli"]
     migrated = run_process(*module, "--db", db_path, "migrate")
     steps = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
-    assert (migrated.returncode, migrated.stdout) == (0, steps), migrated.stderr
+    assert (migrated.returncode, migrated.stdout) == (0, steps + "migrated workflow 0 -> 1\n"), migrated.stderr
     pushed = run_process(*module, "queue", "push", FUNC, "--kwargs", '{"n": 5}', env={DB_ENV: db_path})
     assert pushed.returncode == 0, pushed.stderr
     job_id = pushed.stdout.strip()
@@ -941,3 +942,9 @@ def test_an_internal_failure_is_not_reported_as_a_user_mistake(
     assert code == 70, err
     assert "Traceback" in err and "UnicodeEncodeError" in err
     assert err.splitlines()[-1].startswith("chancy-lite: internal error: 'ascii' codec can't encode")
+
+
+def test_python_dash_m_chancy_lite_is_the_command(db_path: str) -> None:
+    assert run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "migrate").returncode == 0
+    result = run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "check-migrations")
+    assert result.returncode == 0 and "migrations are up to date" in result.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -37,3 +38,34 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
 def test_readme_names_the_two_setup_commands() -> None:
     text = README.read_text()
     assert "./scripts/demo" in text and "./scripts/test" in text
+
+
+def test_the_testing_example_passes_under_pytest(tmp_path: Path) -> None:
+    """README "Testing your own code": its two files, run by pytest with the installed plugin's fixtures."""
+    blocks = code_blocks()
+    for name in ("reports.py", "test_reports.py"):
+        (tmp_path / name).write_text(blocks[name])
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_reports.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+def plugin_snippets() -> list[str]:
+    """The unnamed Python blocks of the README's "A file that looks after itself" and "Plugins" sections."""
+    text = README.read_text()
+    section = text[text.index("## A file that looks after itself"):text.index("## Security")]
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", section, flags=re.S)]
+    return [b for b in blocks if not b.splitlines()[0].strip().endswith(".py")]
+
+
+def test_the_plugin_snippets_run_as_written(tmp_path: Path) -> None:
+    snippets = plugin_snippets()
+    assert len(snippets) >= 4
+    (tmp_path / "tasks.py").write_text(code_blocks()["tasks.py"])
+    for snippet in snippets:
+        result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, f"{snippet}\n{result.stderr}"

@@ -389,7 +389,8 @@ def test_workers_configuration_system_and_plugins(api: TestClient, chancy: Chanc
         chancy.store.elect_leader(conn, "w1", now=now, expires_at=now + 60_000_000)
     [worker] = api.get("/api/v1/workers").json()
     assert worker == {**worker, "worker_id": "w1", "hostname": "box", "pid": 42, "tags": ["*"], "is_leader": True}
-    assert api.get("/api/v1/configuration").json() == {"plugins": ["Leadership", "Pruner", "Recovery"]}
+    assert api.get("/api/v1/configuration").json() == {
+        "plugins": ["Leadership", "Pruner", "Recovery", "WorkflowPlugin"]}
     system = api.get("/api/v1/system").json()
     assert system["database"]["prefix"] == "chancy_" and system["database"]["version"].startswith("SQLite 3.")
     plugins = {p["identifier"]: p for p in api.get("/api/v1/plugins").json()}
@@ -494,12 +495,40 @@ class FakeMetrics(Plugin):
                 "series": {prefix: Metric("counter", "count", points)}}
 
 
+def test_workflow_routes_with_the_workflow_plugin(api: TestClient, chancy: Chancy) -> None:
+    from chancy_lite.plugins.workflow import Workflow, WorkflowPlugin
+    from chancy_lite.testing import drain
+
+    ids = [WorkflowPlugin.sync_push(chancy, Workflow(f"flow {i}").add("a", Job(func="tests.jobs.noop"))
+                                    .add("b", Job(func="tests.jobs.noop"), ["a"])) for i in range(3)]
+    first = api.get("/api/v1/workflows?pagination=true&limit=2").json()
+    assert [r["name"] for r in first["items"]] == ["flow 2", "flow 1"] and first["has_more"]
+    assert first["items"][0] == {**first["items"][0], "id": str(ids[2]), "state": "running", "total_steps": 2,
+                                 "waiting_steps": 1, "pending_steps": 1}
+    rest = api.get(f"/api/v1/workflows?pagination=true&limit=2&before={first['next_cursor']}").json()
+    assert [r["name"] for r in rest["items"]] == ["flow 0"] and not rest["has_more"]
+    drain(chancy)  # every step runs: the workflows complete
+    done = api.get("/api/v1/workflows", params={"filters": '[["state", "=", "completed"], ["name", "~", "FLOW 1"]]'})
+    assert [r["name"] for r in done.json()] == ["flow 1"] and done.json()[0]["succeeded_steps"] == 2
+    assert api.get("/api/v1/workflows", params={"filters": '[["state", "=", "done"]]'}).status_code == 422
+    detail = api.get(f"/api/v1/workflows/{ids[0]}").json()
+    assert detail["name"] == "flow 0" and detail["steps"]["b"]["dependencies"] == ["a"]
+    assert api.get(f"/api/v1/workflows/{uuid.uuid4()}").json() == {"error": "Workflow not found"}
+    csrf_free = api  # bearer token: pages accept it too
+    page = csrf_free.get(f"/workflows/{ids[0]}")
+    assert page.status_code == 200 and "<svg" in page.text and 'class="node succeeded"' in page.text
+    assert "flow 2" in csrf_free.get("/workflows").text
+    assert csrf_free.get("/workflows?state=done").status_code == 422
+
+
 def test_workflow_and_metrics_routes_use_the_plugins_api(db_path: str) -> None:
+    """Plugins with Chancy 0.26's read API only (a workflow plugin without ``fetch_workflow_page``, a metrics
+    plugin): the routes and pages use that API."""
     now = utcnow()
     a = Step(Job(func="app.a"), "a", [], QueuedJob.State.SUCCEEDED, uuid.uuid4())
     b = Step(Job(func="app.b"), "b", ["a"])
     flow = Flow("nightly", {"a": a, "b": b}, "running", uuid.uuid4(), now, now)
-    with Chancy(db_path, plugins=[FakeWorkflows([flow]), FakeMetrics()]) as app:
+    with Chancy(db_path, plugins=[FakeWorkflows([flow]), FakeMetrics()], no_default_plugins=True) as app:
         app.sync_migrate()
         with make_client(create_app(app, auth=AUTH)) as client:
             client.headers["Authorization"] = f"Bearer {token_of(client)}"
@@ -527,10 +556,10 @@ def test_workflow_and_metrics_routes_use_the_plugins_api(db_path: str) -> None:
 
 def test_pages_of_absent_plugins_say_how_to_add_them(browser) -> None:
     client, _ = browser
-    for path, name in (("/crons", "Cron"), ("/workflows", "WorkflowPlugin"), ("/metrics", "Metrics")):
+    for path, name in (("/crons", "Cron"), ("/metrics", "Metrics")):
         page = client.get(path)
         assert page.status_code == 404 and f"{name}()" in page.text
-    assert client.get("/api/v1/workflows", headers={"X-CSRF-Token": "x"}).status_code == 404
+    assert client.get("/api/v1/crons").status_code == 404
 
 
 # -------------------------------------------------------------- websocket

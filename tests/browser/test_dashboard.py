@@ -96,7 +96,7 @@ def test_cancel_a_running_job_from_its_page_while_its_progress_moves(page: Any, 
     chancy = server.chancy
     server.declare("slow", concurrency=1)
     ref = chancy.sync_push(Job(func="tests.jobs_web.work_with_progress", queue="slow",
-                               kwargs={"db": server.db, "seconds": 60}))
+                               kwargs={"seconds": 60}))
     wait_for(lambda: progress_of(chancy, ref.identifier), 30, "the job to report progress")
     log_in(page, server.url, path=f"/jobs/{ref.identifier}")
     expect(page.locator(".job-head .badge")).to_have_text("running")
@@ -250,7 +250,7 @@ def test_screenshot_for_the_readme(page: Any, tmp_path: Path) -> None:
                  for i in range(3)]
         wait_for(lambda: finished(chancy, *(r.identifier for r in refs)), 60, "the jobs")
         long = chancy.sync_push(Job(func="tests.jobs_web.work_with_progress", queue="reports",
-                                    kwargs={"db": shown.db, "seconds": 12}))
+                                    kwargs={"seconds": 12}))
         wait_for(lambda: (progress_of(chancy, long.identifier) or {}).get("done", 0) >= 18, 30, "progress")
         log_in(page, shown.url)
         expect(page.locator("#live-status")).to_have_text("live")

@@ -198,3 +198,14 @@ def test_each_dashboard_read_goes_through_its_index(chancy: Chancy, name: str, w
     # The pages of finished jobs and of a backlog come out of their index in order: nothing is sorted.
     if name in ("PAGE_FINISHED_IDS", "PAGE_MANY_WAITING_IDS"):
         assert "TEMP B-TREE" not in text, text
+
+
+def test_the_workflow_list_pages_through_an_index(chancy: Chancy) -> None:
+    from chancy_lite.plugins.workflow import store_for
+
+    q = store_for(chancy).q
+    with chancy.connection() as conn:
+        for statement in (q.PAGE_WORKFLOW_IDS, q.PAGE_WORKFLOW_IDS_IN_STATE):
+            text = " | ".join(row[-1] for row in conn.execute(
+                sql.EXPLAIN + statement, {"state": "failed", "before": "~", "limit": 10}).fetchall())
+            assert "SEARCH" in text and "TEMP B-TREE" not in text, text
