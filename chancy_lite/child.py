@@ -139,6 +139,7 @@ class Runner:
         self.pending: list[Outcome] = []
         self.average: float | None = None  # seconds per job, for sizing claims
         self.rate_limited_until: int | None = None  # when the queue's current rate-limit window ends
+        self.claimed_at: int | None = None  # the time of the last claim
         self.claim_hint: int | None = None  # jobs announced by the push that woke us
         self.current: QueuedJob | None = None
         self.in_job = False
@@ -331,7 +332,7 @@ class Runner:
         pending = self.pending
         with self.conn:
             updated = self.write_outcomes(pending)
-            now = self.now()
+            now = self.claimed_at = self.now()
             window = int(config.rate_limit_window * 1_000_000) if config.rate_limit and config.rate_limit_window else 0
             self.rate_limited_until = None
             used = 0
@@ -402,15 +403,25 @@ class Runner:
 
     def idle(self) -> None:
         """Nothing to claim: sleep until woken, until the next job is due, or until the poll interval."""
-        timeout = self.config.polling_interval
-        due = self.with_retry(lambda: self.store.next_due(self.conn, self.config.queue))
-        if due is not None and self.rate_limited_until is not None:
-            due = max(due, self.rate_limited_until)  # jobs wait, but not beyond the end of the rate window
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - self.now()) / 1e6))
+        timeout = self.with_retry(self.idle_timeout)
         if timeout <= 0:
             return
         self.handle_messages(self.mailbox.wait(timeout))
+
+    def idle_timeout(self) -> float:
+        """After a claim that found nothing: how long to wait for a wake-up (seconds, at most the polling
+        interval). Until the next job is due; or, when due jobs wait on the queue's rate limit, until its window
+        ends; or, when they wait on their keys' limits, until a key's window ends or a later job falls due (a
+        key's running job that ends wakes the queue's workers itself)."""
+        now = self.now()
+        due = self.store.next_due(self.conn, self.config.queue)
+        if due is not None and self.rate_limited_until is not None:
+            due = max(due, self.rate_limited_until)  # jobs wait, but not beyond the end of the rate window
+        elif due is not None and due <= now:  # a window that ended since the claim counts: look again at once
+            due = self.store.next_unblocked(self.conn, self.config.queue, now=min(now, self.claimed_at or now))
+        if due is None:
+            return float(self.config.polling_interval)
+        return min(float(self.config.polling_interval), max(0.0, (due - now) / 1e6))
 
     def advertise(self, idle: bool) -> bool:
         """Show (or hide) this child to pushers as idle, through a link to its mailbox; True if it changed."""

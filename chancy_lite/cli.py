@@ -511,8 +511,8 @@ def _add_push_command(queues: Subparsers) -> None:
     push = add_command(
         queues, "push", cmd_queue_push, "push a job; prints its id",
         epilog="If FUNC can be imported here, its @job(...) settings (queue, priority, max_attempts, limits, "
-        "unique_key, kwargs, meta) are the defaults, and the options given replace them; if not, it is pushed as "
-        "given with a warning (a worker may still import it).",
+        "unique_key, per-key limits, kwargs, meta) are the defaults, and the options given replace them; if not, "
+        "it is pushed as given with a warning (a worker may still import it).",
     )
     push.add_argument("func", help="the job function's import path, e.g. myproject.jobs.send_email")
     push.add_argument("--queue", help="default: the function's @job queue, else default")
@@ -523,6 +523,13 @@ def _add_push_command(queues: Subparsers) -> None:
         "--max-attempts", type=int, metavar="N", help="total number of tries (default: @job's, else 1)"
     )
     push.add_argument("--unique-key", metavar="K", help="push nothing if an unfinished job has this key")
+    push.add_argument("--limit-key", metavar="K",
+                      help="the key whose jobs share --concurrency-max and --rate-limit (such as a customer id)")
+    push.add_argument("--concurrency-max", type=POSITIVE_INT, metavar="N",
+                      help="at most N jobs of the limit key run at once, across every worker")
+    push.add_argument("--rate-limit", type=POSITIVE_INT, metavar="N",
+                      help="at most N jobs of the limit key claimed per --rate-limit-window")
+    push.add_argument("--rate-limit-window", type=POSITIVE_SECONDS, metavar="S", help="seconds")
     when = push.add_mutually_exclusive_group()
     when.add_argument("--delay", type=DELAY_SECONDS, default=0.0, metavar="SECONDS", help="run no sooner")
     when.add_argument("--at", type=DATETIME, metavar="DATETIME",
@@ -646,7 +653,8 @@ def cmd_queue_delete(app: Chancy, args: argparse.Namespace) -> int:
 def cmd_queue_push(app: Chancy, args: argparse.Namespace) -> int:
     given = {
         "queue": args.queue, "priority": args.priority, "max_attempts": args.max_attempts,
-        "unique_key": args.unique_key,
+        "unique_key": args.unique_key, "limit_key": args.limit_key, "concurrency_max": args.concurrency_max,
+        "rate_limit": args.rate_limit, "rate_limit_window": args.rate_limit_window,
         "kwargs": _json_object(args.kwargs, "--kwargs") if args.kwargs is not None else None,
         "meta": _json_object(args.meta, "--meta") if args.meta is not None else None,
     }
@@ -807,6 +815,8 @@ def _add_transfer_commands(commands: Subparsers) -> None:
                          epilog="The target must be migrated by Chancy 0.25 or 0.26 itself."
                                 " Needs chancy-lite[postgres].")
     export.add_argument("--to", required=True, metavar="DSN", dest="dsn", help="postgresql://user@host/db")
+    export.add_argument("--drop-key-limits", action="store_true",
+                        help="copy waiting jobs with per-key limits without them (Chancy has none)")
     imp = add_command(commands, "import", cmd_import, "copy a Chancy Postgres queue into this file",
                       needs_schema=False, creates_file=True)
     imp.add_argument("--from", required=True, metavar="DSN", dest="dsn", help="postgresql://user@host/db")
@@ -841,9 +851,10 @@ def _transfer(fn: Callable[..., Any], app: Chancy, args: argparse.Namespace) -> 
         raise UsageError("--since goes with --include-finished")
     bar = None if args.no_progress or args.dry_run else ProgressBar(sys.stderr, "jobs")
     try:
+        extra = {"drop_key_limits": True} if getattr(args, "drop_key_limits", False) else {}
         report = fn(app, args.dsn, include_finished=args.include_finished, since=args.since,
                     requeue_running=args.requeue_running, dry_run=args.dry_run, batch_size=args.batch_size,
-                    progress=bar)
+                    progress=bar, **extra)
     except ExportBlockedError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
@@ -958,7 +969,8 @@ def describe_job(job: QueuedJob) -> str:
     fields: list[tuple[str, object]] = [
         ("id", job.id), ("func", job.func), ("queue", job.queue), ("state", job.state.value),
         ("attempts", f"{job.attempts}/{job.max_attempts}"), ("priority", job.priority),
-        ("unique_key", job.unique_key), ("created_at", job.created_at), ("scheduled_at", job.scheduled_at),
+        ("unique_key", job.unique_key), ("limit_key", job.limit_key), ("key_limits", _key_limits(job)),
+        ("created_at", job.created_at), ("scheduled_at", job.scheduled_at),
         ("started_at", job.started_at), ("completed_at", job.completed_at), ("kwargs", _json_text(job.kwargs)),
         ("meta", _json_text(job.meta)), ("limits", ", ".join(_limit(lim) for lim in job.limits) or None),
         ("errors", len(job.errors)),
@@ -973,6 +985,15 @@ def describe_job(job: QueuedJob) -> str:
 
 def _precise(value: object) -> str:
     return value.isoformat() if isinstance(value, dt.datetime) else _cell(value)
+
+
+def _key_limits(job: QueuedJob) -> str | None:
+    parts = []
+    if job.concurrency_max is not None:
+        parts.append(f"at most {job.concurrency_max} running")
+    if job.rate_limit is not None:
+        parts.append(f"at most {job.rate_limit} per {job.rate_limit_window:g} s")
+    return ", ".join(parts) or None
 
 
 def _limit(limit: Limit) -> str:

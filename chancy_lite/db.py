@@ -291,6 +291,10 @@ def connect(
             wait = busy_handler(busy_timeout)
             conn.set_busy_handler(wait)
             conn.transaction_mode = "IMMEDIATE"
+            # Plans never depend on bound values. Otherwise SQLite re-prepares a statement on every run once its
+            # planner looked at a bound value (the claim's :queue, against its ORDER BY): a one-job claim in its own
+            # transaction took 88 µs here, 36 µs without.
+            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
             conn.wal_autocheckpoint(autocheckpoint)
             if path != MEMORY:
                 mode = _switch_to_wal(conn, wait)

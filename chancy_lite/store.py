@@ -51,7 +51,9 @@ class Holder:
 
 def row_to_job(row: Sequence[Any]) -> QueuedJob:
     (id_, queue, func, kwargs, limits, meta, state, priority, attempts, max_attempts, _taken_by,
-     created_at, started_at, completed_at, scheduled_at, unique_key, errors) = row
+     created_at, started_at, completed_at, scheduled_at, unique_key, errors,
+     limit_key, key_limits) = row
+    keyed = {} if limit_key is None else _key_fields(limit_key, key_limits)
     return QueuedJob(
         id=stored_uuid(id_),
         queue=queue,
@@ -69,7 +71,17 @@ def row_to_job(row: Sequence[Any]) -> QueuedJob:
         scheduled_at=from_micros(int(scheduled_at)),
         unique_key=unique_key,
         errors=json.loads(errors) if errors != "[]" else [],
+        **keyed,
     )
+
+
+def _key_fields(limit_key: str, key_limits: str) -> dict[str, Any]:
+    """A keyed job's fields, from its columns (key_limits: JSON [concurrency_max, rate_limit, window µs])."""
+    concurrency_max, rate_limit, window = json.loads(key_limits)
+    if window is not None:  # in seconds, an int when whole (as it was most likely given)
+        window = window // 1_000_000 if window % 1_000_000 == 0 else window / 1_000_000
+    return {"limit_key": limit_key, "concurrency_max": concurrency_max, "rate_limit": rate_limit,
+            "rate_limit_window": window}
 
 
 class JobRow(NamedTuple):
@@ -86,6 +98,8 @@ class JobRow(NamedTuple):
     created_at: int
     scheduled_at: int
     unique_key: str | None
+    limit_key: str | None
+    key_limits: str | None  # JSON [concurrency_max, rate_limit, rate_limit_window in µs]
 
 
 def job_params(job: Job, job_id: str, now: int) -> JobRow:
@@ -102,7 +116,19 @@ def job_params(job: Job, job_id: str, now: int) -> JobRow:
         now,
         to_micros(job.scheduled_at),
         job.unique_key,
+        job.limit_key,
+        _key_limits(job) if job.limit_key is not None else None,
     )
+
+
+def _key_limits(job: Job) -> str:
+    window = window_micros(job.rate_limit_window) if job.rate_limit_window is not None else None
+    return json.dumps([job.concurrency_max, job.rate_limit, window])
+
+
+def window_micros(seconds: float) -> int:
+    """A rate-limit window in whole microseconds (at least 1)."""
+    return max(1, round(seconds * 1_000_000))
 
 
 FINISHED_VALUES = ("succeeded", "failed")
@@ -347,13 +373,61 @@ class Store:
     def claim_jobs(
         self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None
     ) -> list[QueuedJob]:
-        """Claim up to ``n`` due jobs (priority, then age) for this process. Caller opens the transaction."""
+        """Claim up to ``n`` due jobs (priority, then age) for this process. Caller opens the transaction.
+
+        A job with a limit key is claimed only while its key's limits allow one more (see ``Job``): fewer running
+        jobs of the key than its ``concurrency_max``, fewer claims of the key in the current window than its
+        ``rate_limit``. One that must wait holds up neither unkeyed jobs nor other keys' behind it. Exact across
+        processes: every claim of the file runs in a ``BEGIN IMMEDIATE`` transaction, and this one counts its own.
+        While no keyed job waits in the queue, the claim is one statement, as it was before keys.
+        """
         params = {"queue": queue, "now": now, "worker_id": worker_id, "pid": pid, "pid_start": pid_start, "n": n}
-        statement = self.q.CLAIM_JOB if n == 1 else self.q.CLAIM_JOBS
-        jobs = [row_to_job(row) for row in _fetch(conn, statement, params)]
+        rows = _fetch(conn, self.q.CLAIM_JOB if n == 1 else self.q.CLAIM_JOBS, params)
+        if rows:  # no due keyed job waits: what it claimed is all unkeyed
+            jobs = [row_to_job(row) for row in rows]
+        else:  # nothing was due, or keyed jobs wait: weigh their keys' limits
+            params["keyed"] = json.dumps(self._admit_keyed(conn, params))
+            rows = _fetch(conn, self.q.CLAIM_JOB_WITH_KEYED if n == 1 else self.q.CLAIM_JOBS_WITH_KEYED, params)
+            jobs = [row_to_job(row) for row in rows]
+            self._spend_key_budgets(conn, [job for job in jobs if job.rate_limit_window is not None], now)
         if n > 1:  # RETURNING gives no order guarantee
             jobs.sort(key=lambda j: (-j.priority, j.id))
         return jobs
+
+    def _admit_keyed(self, conn: Connection, params: dict[str, Any]) -> list[int]:
+        """The rowids of up to ``n`` due keyed jobs of the queue that a claim may take now, in claim order.
+
+        First the keyed jobs at the head of the queue (2n + 16 of them); when those give fewer than n, the next
+        job of each key too, one seek per key, so that however many jobs of a key wait on its limits, the claim
+        steps over them at once. Each candidate is admitted against its key's state before the claim plus the
+        jobs of its key admitted before it.
+        """
+        n = params["n"]
+        rows = _fetch(conn, self.q.KEYED_CANDIDATES, {**params, "scan": 2 * n + 16})
+        chosen = _admit(rows, n)
+        if len(chosen) < n:
+            seen = {row[0] for row in rows}
+            rows += [row for row in _fetch(conn, self.q.KEYED_HEADS, params) if row[0] not in seen]
+            rows.sort(key=lambda row: (-row[1], row[2]))
+            chosen = _admit(rows, n)
+        return chosen
+
+    def _spend_key_budgets(self, conn: Connection, jobs: Sequence[QueuedJob], now: int) -> None:
+        """Count one claim of each of these rate-limited jobs in its key's current window (and drop a few windows
+        that ended)."""
+        for job in jobs:
+            window = window_micros(job.rate_limit_window or 0)
+            start = now - now % window
+            conn.execute(self.q.SPEND_KEY_BUDGET, {"key": job.limit_key, "start": start, "end": start + window})
+        if jobs:
+            conn.execute(self.q.DROP_ENDED_KEY_WINDOWS, (now,))
+
+    def key_budget(self, conn: Connection, key: str, *, now: int) -> tuple[int, int] | None:
+        """A key's claims counted in its window open at ``now``, and when that window ends (µs); None if none."""
+        rows = _fetch(conn, self.q.GET_KEY_BUDGET, (key,))
+        if not rows or not rows[0][0] <= now < rows[0][1]:
+            return None
+        return rows[0][2], rows[0][1]
 
     def take_rate_budget(
         self, conn: Connection, queue: str, n: int, *, now: int, limit: int, window: int
@@ -371,6 +445,15 @@ class Store:
 
     def next_due(self, conn: Connection, queue: str) -> int | None:
         return _fetch(conn, self.q.NEXT_DUE, (queue,))[0][0]
+
+    def next_unblocked(self, conn: Connection, queue: str, *, now: int) -> int | None:
+        """For a worker that found nothing to claim although jobs of ``queue`` are due (they wait on their keys'
+        limits): the earliest time (µs) when waiting may end by itself, the next job of the queue falling due or
+        a key's rate-limit window ending; None if neither (a running job of the key must finish first, and its
+        finish wakes workers of its queue)."""
+        times = [_fetch(conn, self.q.NEXT_DUE_AFTER, (queue, now))[0][0],
+                 _fetch(conn, self.q.NEXT_KEY_WINDOW_END, (now,))[0][0]]
+        return min((t for t in times if t is not None), default=None)
 
     def complete_job(
         self, conn: Connection, outcome: Outcome, *, worker_id: str, pid: int | None, queue: str = "*",
@@ -405,6 +488,8 @@ class Store:
             return False
         if outcome.state in _RUNNABLE_AGAIN:
             self._changed(conn, claimable=(queue, 1))
+        elif outcome.frees_key:  # a slot of its key's concurrency cap is free: a waiting job of the key may run
+            self._changed(conn, claimable=(queue, 1), done=True)
         else:  # the hot path: inline, as it runs once per finished job
             conn.pending_changes().done = True
             if not conn.in_transaction:
@@ -441,8 +526,10 @@ class Store:
             )
             if not rows:
                 return None
-            _, taken_by, holder_pid, _queue = rows[0]
-            self._changed(conn, done=True, cancel=(job_id, holder_pid) if previous == "running" else None)
+            _, taken_by, holder_pid, queue, concurrency_max = rows[0]
+            running = previous == "running"
+            self._changed(conn, done=True, cancel=(job_id, holder_pid) if running else None,
+                          claimable=(queue, 1) if running and concurrency_max is not None else None)
         return previous, taken_by, holder_pid
 
     def retry_job(self, conn: Connection, job_id: str, *, now: int) -> str | None:
@@ -632,6 +719,8 @@ class Store:
             by_id = {str(job.id): job for job in held}
             for outcome in outcomes:
                 job = by_id.get(outcome.id)
+                if job is not None and job.concurrency_max is not None:  # its end frees a slot of its key
+                    outcome = dataclasses.replace(outcome, frees_key=True)
                 if (self.complete_job(conn, outcome, worker_id=worker_id, pid=pid,
                                       queue=job.queue if job else "*", quiet=True)
                         and job is not None and outcome.state is not QueuedJob.State.PENDING):
@@ -649,7 +738,8 @@ class Store:
                 if conn.changes() == 1:
                     recovered.append((job, outcome.state.value))
                     updated.append(stored_view(job, outcome))
-                    self._changed(conn, claimable=(job.queue, 1) if outcome.state is QueuedJob.State.RETRYING else None,
+                    again = outcome.state is QueuedJob.State.RETRYING or job.concurrency_max is not None
+                    self._changed(conn, claimable=(job.queue, 1) if again else None,
                                   done=outcome.state is not QueuedJob.State.RETRYING)
             if written is not None and updated:
                 written(conn, updated)
@@ -768,6 +858,23 @@ class Store:
         """EXPLAIN QUERY PLAN of a named statement (``statement`` is its name in sql.py)."""
         text = getattr(self.q, statement)
         return [row[-1] for row in _fetch(conn, sql.EXPLAIN + text, params)]
+
+
+def _admit(candidates: Sequence[Row], n: int) -> list[int]:
+    """Up to ``n`` rowids of keyed candidates (rowid, priority, id, key, concurrency_max, rate_limit, running, spent;
+    in claim order), each admitted while its key, counting those admitted before it, stays within its limits."""
+    taken: dict[str, int] = {}
+    chosen: list[int] = []
+    for rowid, _priority, _id, key, concurrency_max, rate_limit, running, spent in candidates:
+        count = taken.get(key, 0)
+        if (concurrency_max is None or running + count < concurrency_max) and (
+            rate_limit is None or spent + count < rate_limit
+        ):
+            taken[key] = count + 1
+            chosen.append(rowid)
+            if len(chosen) == n:
+                break
+    return chosen
 
 
 def fetch_all(conn: Connection, statement: str, params: Any = None) -> list[Row]:

@@ -122,10 +122,12 @@ def _micros(since: dt.datetime | None) -> int | None:
 def export_to_postgres(
     app: Any, dsn: str, *, include_finished: bool = False, since: dt.datetime | None = None,
     requeue_running: bool = False, dry_run: bool = False, batch_size: int = 1000, progress: Progress | None = None,
+    drop_key_limits: bool = False,
 ) -> Report:
     """Copy ``app``'s queues, waiting jobs (pending, retrying, scheduled), cron schedules and non-terminal
     workflows to the Chancy database at ``dsn`` (with ``include_finished``, also succeeded and failed jobs
-    finished at or after ``since``; with ``requeue_running``, running jobs as waiting and live workers allowed).
+    finished at or after ``since``; with ``requeue_running``, running jobs as waiting and live workers allowed;
+    with ``drop_key_limits``, waiting jobs with per-key limits are copied without them, as Chancy has none).
 
     Returns the :class:`Report`; with ``dry_run`` nothing is written and the report lists every blocker.
     Raises :class:`ExportBlockedError` (nothing written) when there are blockers, :class:`VerificationError`
@@ -136,6 +138,8 @@ def export_to_postgres(
         pg, lite = PostgresSide(conn, app.prefix), LiteSide(app)
         states = _states(include_finished=include_finished, requeue_running=requeue_running)
         report, plan = _plan_export(app, pg, lite, states, _micros(since), requeue_running, dry_run)
+        if not drop_key_limits:
+            report.blockers += mapping.key_limit_blockers(lite.keyed_jobs())
         if dry_run:
             return report
         if report.blockers:

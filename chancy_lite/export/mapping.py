@@ -212,6 +212,13 @@ def running_blockers(running: Iterable[Sequence[Any]], workers: Iterable[Sequenc
     return blockers
 
 
+def key_limit_blockers(keyed: Iterable[Sequence[Any]]) -> list[Blocker]:
+    """Waiting jobs with per-key limits: Chancy would run them without their caps and rate limits."""
+    return [Blocker("key limits", str(key), f"{count} waiting job(s) have per-key limits, which Chancy does not "
+                    "enforce: let them run here first, or pass --drop-key-limits to copy them without")
+            for key, count in keyed]
+
+
 def tally(rows: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
     for queue, state, n in rows:

@@ -136,6 +136,11 @@ GROUP BY queue, state
 LITE_RUNNING_JOBS = """
 SELECT id, queue, func, taken_by, holder_pid FROM {p}jobs WHERE state = 'running' ORDER BY id
 """
+# Waiting jobs with per-key limits (Job.with_concurrency / with_rate_limit), which Chancy has no counterpart for.
+LITE_KEYED_JOBS = """
+SELECT limit_key, count(*) FROM {p}jobs
+WHERE state IN ('pending', 'retrying') AND limit_key IS NOT NULL GROUP BY limit_key ORDER BY limit_key
+"""
 LITE_LIVE_WORKERS = """
 SELECT worker_id, hostname, pid, expires_at FROM {p}workers WHERE expires_at >= :now ORDER BY worker_id
 """

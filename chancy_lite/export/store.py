@@ -64,6 +64,10 @@ class LiteSide:
     def live_workers(self, now: int) -> list[Row]:
         return self._fetch("LITE_LIVE_WORKERS", {"now": now})
 
+    def keyed_jobs(self) -> list[Row]:
+        """(limit key, waiting jobs) for the keys of waiting jobs with per-key limits."""
+        return self._fetch("LITE_KEYED_JOBS")
+
     def queues(self) -> list[Row]:
         return self._fetch("LITE_QUEUES")
 

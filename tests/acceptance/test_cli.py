@@ -117,8 +117,8 @@ def table(text: str) -> list[list[str]]:
 def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> None:
     result = cli("--db", db_path, "migrate")
     assert result.code == 0
-    core = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
-    assert result.out == core + "migrated workflow 0 -> 1\n"  # the WorkflowPlugin is a default
+    steps = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
+    assert result.out == steps + "migrated workflow 0 -> 1\n"  # the WorkflowPlugin is a default
     with Chancy(db_path) as app:
         assert app.sync_is_up_to_date()
     assert cli("--db", db_path, "migrate").out == "nothing to migrate\n"
@@ -126,8 +126,8 @@ def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> N
 
 def test_migrate_to_version_zero_drops_the_schema(db: Cli, db_path: str) -> None:
     result = db("migrate", "--to-version", "0")
-    core = "".join(f"migrated chancy {v} -> {v - 1}\n" for v in range(len(CORE_MIGRATIONS), 0, -1))
-    assert (result.code, result.out) == (0, "migrated workflow 1 -> 0\n" + core)
+    steps = "".join(f"migrated chancy {v} -> {v - 1}\n" for v in range(len(CORE_MIGRATIONS), 0, -1))
+    assert (result.code, result.out) == (0, "migrated workflow 1 -> 0\n" + steps)
     with Chancy(db_path) as app:
         assert not app.sync_is_up_to_date()
 
@@ -346,10 +346,10 @@ def test_job_get_shows_every_field_and_tracebacks(db: Cli, db_path: str) -> None
     job_id = failed_job(db_path)
     result = db("job", "get", job_id)
     assert result.code == 0
-    fields = dict(line.split(":", 1) for line in result.out.splitlines()[:15])
+    fields = dict(line.split(":", 1) for line in result.out.splitlines()[:17])
     assert set(fields) == {
-        "id", "func", "queue", "state", "attempts", "priority", "unique_key", "created_at", "scheduled_at",
-        "started_at", "completed_at", "kwargs", "meta", "limits", "errors",
+        "id", "func", "queue", "state", "attempts", "priority", "unique_key", "limit_key", "key_limits", "created_at",
+        "scheduled_at", "started_at", "completed_at", "kwargs", "meta", "limits", "errors",
     }
     assert fields["id"].strip() == job_id
     assert fields["state"].strip() == "failed"

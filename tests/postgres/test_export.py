@@ -21,17 +21,6 @@ from tests.postgres.conftest import HERE, ROOT, wait_until
 psycopg = pytest.importorskip("psycopg")
 
 UTC = dt.UTC
-# The workflow tables as Chancy has them (reference §6.8/§10) and as chancy_lite's workflow plugin (another
-# branch) creates them; the export copies workflows only when the file has these tables.
-WORKFLOW_DDL = [
-    """CREATE TABLE chancy_workflows (id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
-       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID""",
-    """CREATE TABLE chancy_workflow_steps (id INTEGER PRIMARY KEY, workflow_id TEXT NOT NULL
-       REFERENCES chancy_workflows (id) ON DELETE CASCADE, step_id TEXT NOT NULL, job_data TEXT NOT NULL,
-       dependencies TEXT NOT NULL, job_id TEXT, state TEXT, created_at INTEGER NOT NULL,
-       updated_at INTEGER NOT NULL)""",
-    "CREATE UNIQUE INDEX chancy_workflows_steps_unique_idx ON chancy_workflow_steps (workflow_id, step_id)",
-]
 
 
 def cli(*argv: str, capsys: Any) -> tuple[int, str, str]:
@@ -82,14 +71,13 @@ def make_file(path: Path, *, bulk: int = 9000, retrying: int = 400, scheduled: i
 
 
 def add_half_finished_workflow(path: Path) -> tuple[str, str]:
-    """A running workflow whose first step's job succeeded and whose second step waits for it."""
+    """A running workflow whose first step's job succeeded and whose second step waits for it (written as the
+    WorkflowPlugin, a default plugin whose tables ``migrate`` made, stores it)."""
     workflow_id, first_job = str(uuid.uuid4()), str(uuid.uuid4())
     now = int(dt.datetime.now(UTC).timestamp() * 1_000_000)
     step = json.dumps({"f": "shared_jobs.add", "k": {"a": 20, "b": 22}, "p": 0, "a": 1, "s": now / 1e6,
                        "l": [], "u": None, "q": "bulk", "m": {}})
     with raw(path) as conn:
-        for ddl in WORKFLOW_DDL:
-            conn.execute(ddl)
         conn.execute("INSERT INTO chancy_jobs (id, queue, func, kwargs, meta, state, attempts, created_at,"
                      " started_at, completed_at, scheduled_at) VALUES (?, 'bulk', 'shared_jobs.add',"
                      " '{\"a\":1,\"b\":1}', json_object('workflow_id', ?), 'succeeded', 1, ?, ?, ?, ?)",
@@ -181,9 +169,10 @@ def test_dry_run_lists_every_blocker(tmp_path: Path, chancy_dsn: str, capsys: An
     app = make_file(path, bulk=5, retrying=0, scheduled=0, asyncs=0, squares=0)
     app.sync_declare(Queue("fast", rate_limit=5, rate_limit_window=0.5, polling_interval=0.25,
                            executor_options={"batch_size": 8}))
+    app.sync_push(Job(func="shared_jobs.add", queue="bulk", kwargs={"a": 1, "b": 1}).with_concurrency(2, key="c-1"))
     app.close()
     with raw(path) as conn:
-        running = conn.execute("SELECT id FROM chancy_jobs LIMIT 1").fetchall()[0][0]
+        running = conn.execute("SELECT id FROM chancy_jobs ORDER BY id LIMIT 1").fetchall()[0][0]
         conn.execute("UPDATE chancy_jobs SET state = 'running', taken_by = 'w1', holder_pid = 1, started_at = 1"
                      " WHERE id = ?", (running,))
     code, out, err = cli("--db", str(path), "export", "--to", chancy_dsn, "--dry-run", capsys=capsys)
@@ -192,12 +181,16 @@ def test_dry_run_lists_every_blocker(tmp_path: Path, chancy_dsn: str, capsys: An
     assert "rate_limit_window 0.5 s is fractional" in out
     assert "polling_interval 0.25 s is fractional" in out
     assert "batch_size would make Chancy's ProcessExecutor fail to start" in out
-    assert "3 blocker(s)" in out or "4 blocker(s)" in out
+    assert "1 waiting job(s) have per-key limits, which Chancy does not enforce" in out
+    assert "4 blocker(s)" in out or "5 blocker(s)" in out
     assert pg_rows(chancy_dsn, "SELECT count(*) FROM chancy_queues")[0][0] == 0  # a dry run writes nothing
     # --requeue-running lifts the running blocker, and the job goes over as waiting.
     code, out, _ = cli("--db", str(path), "export", "--to", chancy_dsn, "--dry-run", "--requeue-running",
                        capsys=capsys)
     assert f"running {running}" not in out and "rate_limit_window 0.5" in out
+    code, out, _ = cli("--db", str(path), "export", "--to", chancy_dsn, "--dry-run", "--drop-key-limits",
+                       capsys=capsys)
+    assert "per-key limits" not in out and "rate_limit_window 0.5" in out
 
 
 def test_a_schema_chancy_did_not_make_is_refused(tmp_path: Path, empty_dsn: str, chancy_dsn: str,

@@ -18,7 +18,10 @@ from chancy_lite import Chancy, Job
 from chancy_lite.errors import SchemaTooNewError
 from chancy_lite.sql import CORE_MIGRATIONS
 
-CORE_TABLES = {"chancy_jobs", "chancy_queues", "chancy_workers", "chancy_leader", "chancy_queue_rate_limits"}
+CORE_TABLES = {
+    "chancy_jobs", "chancy_queues", "chancy_workers", "chancy_leader", "chancy_queue_rate_limits",
+    "chancy_key_rate_limits",
+}
 WORKFLOW_TABLES = {"chancy_workflows", "chancy_workflow_steps"}  # the WorkflowPlugin is a default plugin
 
 
@@ -242,7 +245,7 @@ def test_the_claim_uses_the_partial_covering_index(chancy: Chancy, statement: st
         conn.execute("ANALYZE")
         plan = chancy.store.explain(conn, statement, claim_params(n))
     text = "\n".join(plan)
-    assert "USING COVERING INDEX chancy_jobs_claim" in text, text
+    assert "USING COVERING INDEX chancy_jobs_claim_unkeyed" in text, text
     assert "TEMP B-TREE" not in text, text  # the index serves the ORDER BY: no sort
     assert not any(line.startswith("SCAN") for line in plan), text
 
