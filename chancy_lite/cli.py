@@ -314,9 +314,30 @@ def add_group(subparsers: Subparsers, name: str, summary: str) -> Subparsers:
 
 
 def add_worker_commands(subparsers: Subparsers) -> None:
-    """``worker start``: run a worker in this process until SIGTERM or Ctrl-C."""
+    """``worker start``: run a worker in this process until SIGTERM or Ctrl-C; ``worker web``: the same with the
+    dashboard (or the dashboard alone)."""
     workers = add_group(subparsers, "worker", "run workers")
     parser = add_command(workers, "start", cmd_worker_start, "run a worker until SIGTERM/Ctrl-C (twice: at once)")
+    _add_worker_options(parser)
+    web = add_command(
+        workers, "web", cmd_worker_web, "serve the dashboard and HTTP API, in a worker (or alone: --no-worker)",
+        epilog="Credentials: the app's Api plugin (--app), else CHANCY_LITE_WEB_PASSWORD (and "
+        "CHANCY_LITE_WEB_USERNAME, default admin); there is no default password. Prints 'dashboard: URL' once "
+        "it listens. --host, --port, --read-only and --root-path override the Api plugin's settings when given.",
+    )
+    web.add_argument("--host", help="the address to listen on (default 127.0.0.1: this machine only)")
+    web.add_argument("--port", type=PORT, help="the port (default 8000; 0: any free port)")
+    web.add_argument("--read-only", action="store_true", help="allow no action (retry, cancel, purge, queues)")
+    web.add_argument("--no-login", action="store_true", help="ask for no login (only with --read-only)")
+    web.add_argument("--root-path", help="the path prefix a reverse proxy serves the dashboard under")
+    web.add_argument("--allow-origin", action="append", dest="allow_origins", metavar="ORIGIN",
+                     help="an origin allowed by CORS to call the JSON API (repeatable)")
+    web.add_argument("--debug", action="store_true", help="log every request and show tracebacks")
+    web.add_argument("--no-worker", action="store_true", help="serve the dashboard only: run no jobs")
+    _add_worker_options(web)
+
+
+def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker-id", help="a stable id for this worker (default: a new one)")
     parser.add_argument("--tags", nargs="+", default=[], metavar="TAG", help="extra worker tags queues can match")
     parser.add_argument(
@@ -341,12 +362,46 @@ def _queue_spec(text: str) -> tuple[str, int | None]:
 
 
 def cmd_worker_start(app: Chancy, args: argparse.Namespace) -> int:
+    if not args.verbose:
+        _configure_logging(1)
+    return _run_worker(app, args)
+
+
+def cmd_worker_web(app: Chancy, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from chancy_lite.plugins.api import Api
+
+    if not args.verbose:
+        _configure_logging(1)
+    plugin = app.plugins.get(Api.get_identifier())
+    if plugin is None:
+        plugin = Api(
+            host=args.host or "127.0.0.1", port=8000 if args.port is None else args.port, read_only=args.read_only,
+            login_required=not args.no_login, root_path=args.root_path or "", allow_origins=args.allow_origins,
+            debug=args.debug,
+        )
+        app.plugins[plugin.get_identifier()] = plugin
+    else:  # the app's own plugin: flags given explicitly win (Chancy 0.26, #68)
+        plugin.host = args.host or plugin.host
+        plugin.port = plugin.port if args.port is None else args.port
+        plugin.read_only = plugin.read_only or args.read_only
+        plugin.root_path = plugin.root_path if args.root_path is None else args.root_path.rstrip("/")
+        plugin.allow_origins = args.allow_origins or plugin.allow_origins
+        plugin.debug = plugin.debug or args.debug
+    plugin.bind()
+    print(f"dashboard: {plugin.url}", flush=True)
+    if args.no_worker:
+        asyncio.run(plugin.serve(app, handle_signals=True))
+        return 0
+    return _run_worker(app, args)
+
+
+def _run_worker(app: Chancy, args: argparse.Namespace) -> int:
     import asyncio
 
     from chancy_lite.worker import Worker
 
-    if not args.verbose:
-        _configure_logging(1)
     for name, concurrency in args.queue:
         _declare_for_worker(app, name, concurrency)
     worker = Worker(
@@ -387,6 +442,7 @@ def _number(convert: Callable[[str], Any], what: str, valid: Callable[[Any], boo
 
 POSITIVE_INT = _number(int, "an integer >= 1", lambda v: v >= 1)
 NON_NEGATIVE_INT = _number(int, "an integer >= 0", lambda v: v >= 0)
+PORT = _number(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
 POSITIVE_SECONDS = _number(float, "a number of seconds > 0", lambda v: v > 0)
 NON_NEGATIVE_SECONDS = _number(float, "a number of seconds >= 0", lambda v: v >= 0)
 DELAY_SECONDS = _number(float, f"a number of seconds from 0 to {MAX_SECONDS:g}", lambda v: 0 <= v <= MAX_SECONDS)

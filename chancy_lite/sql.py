@@ -200,6 +200,20 @@ CORE_MIGRATIONS: list[tuple[list[str], list[str]]] = [
             "ALTER TABLE {p}jobs DROP COLUMN limit_key",
         ],
     ),
+    # (up, down) for version 3: finished jobs by state and queue, in id order, for the dashboard (chancy_lite.web): a
+    # page of a queue's failed jobs, the next page after an id, a capped count and the queues holding finished jobs
+    # are each a range of this index, however many jobs the file holds. Partial: a job enters it once, when it
+    # finishes, so pushes and claims do not pay for it (a full index on (state, queue, id) cost ~15 % more CPU per
+    # job in push + claim + complete, measured in-process).
+    (
+        [
+            """
+            CREATE INDEX {p}jobs_finished_by_queue ON {p}jobs (state, queue, id)
+            WHERE state IN ('succeeded', 'failed')
+            """,
+        ],
+        ["DROP INDEX IF EXISTS {p}jobs_finished_by_queue"],
+    ),
 ]
 
 # ----------------------------------------------------------------------- jobs
@@ -545,6 +559,105 @@ LIMIT :limit
 """
 )
 JOB_STATES = "SELECT id, state FROM {p}jobs WHERE id IN (SELECT value FROM json_each(?))"
+
+# ------------------------------------------------------------------ dashboard
+# The pages of chancy_lite.web read a page of ids first, each through an index (below), then the rows of that page
+# by id (GET_JOBS). Counts are capped: no page counts a million rows to show a number. {{where}} adds a page's other
+# filters (the PAGE_* fragments, every value bound). Keyset paging: ids below :before, newest first; PAGE_AFTER_ALL
+# is a :before above every id (ids are lower-case hex and dashes).
+
+# The queues holding finished jobs in :state, one index seek per queue (a loose index scan, not a scan of the jobs).
+QUEUES_WITH_FINISHED = """
+WITH RECURSIVE q(name) AS (
+    SELECT (SELECT queue FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+            WHERE state IN ('succeeded', 'failed') AND state = :state ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+            WHERE state IN ('succeeded', 'failed') AND state = :state AND queue > q.name ORDER BY queue LIMIT 1)
+    FROM q WHERE q.name IS NOT NULL
+)
+SELECT name FROM q WHERE name IS NOT NULL
+"""
+# A page of the finished jobs of one state and queue: a range of jobs_finished_by_queue.
+PAGE_FINISHED_IDS = """
+SELECT id FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+WHERE state IN ('succeeded', 'failed') AND state = :state AND queue = :queue AND id < :before{{where}}
+ORDER BY id DESC
+LIMIT :limit
+"""
+# A page of running jobs: there are few (at most what the workers' children claimed), read through jobs_running.
+PAGE_RUNNING_IDS = """
+SELECT id FROM {p}jobs INDEXED BY {p}jobs_running
+WHERE state = 'running' AND id < :before{{where}}
+ORDER BY id DESC
+LIMIT :limit
+"""
+# A page of waiting jobs when few wait (COUNT_WAITING_CAPPED below its cap): all of them through jobs_due, sorted.
+PAGE_FEW_WAITING_IDS = """
+SELECT id FROM {p}jobs INDEXED BY {p}jobs_due
+WHERE state IN ('pending', 'retrying') AND state = :state AND id < :before{{where}}
+ORDER BY id DESC
+LIMIT :limit
+"""
+# ...and when many wait (a backlog): newest first along the ids, where a backlog's jobs are (claims take the oldest
+# first), reading at most :scan rows. A page it does not fill is read again through jobs_due (the statement above).
+PAGE_MANY_WAITING_IDS = """
+SELECT id FROM (
+    SELECT id, state, queue, func, priority, attempts FROM {p}jobs WHERE id < :before ORDER BY id DESC LIMIT :scan
+)
+WHERE state = :state{{where}}
+ORDER BY id DESC
+LIMIT :limit
+"""
+PAGE_AFTER_ALL = "~"
+PAGE_QUEUE = " AND queue = :queue"  # for the running and waiting pages (the finished page has it already)
+PAGE_FUNC_EQUALS = " AND func = :func"
+PAGE_FUNC_CONTAINS = " AND func LIKE :func_like ESCAPE '\\'"  # a backslash escapes % and _ in the value
+# Numeric columns a page may compare (" AND column op :name"), and the operators it may use.
+PAGE_COLUMNS = {"priority": "priority", "attempts": "attempts"}
+PAGE_OPERATORS = {"=": "=", ">": ">", "<": "<", ">=": ">=", "<=": "<="}
+# Capped counts, each read from an index: finished jobs of a state (of a queue), running jobs, waiting jobs.
+COUNT_FINISHED_CAPPED = """
+SELECT count(*) FROM (
+    SELECT 1 FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+    WHERE state IN ('succeeded', 'failed') AND state = :state LIMIT :cap
+)
+"""
+COUNT_FINISHED_IN_QUEUE_CAPPED = """
+SELECT count(*) FROM (
+    SELECT 1 FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+    WHERE state IN ('succeeded', 'failed') AND state = :state AND queue = :queue LIMIT :cap
+)
+"""
+# Running jobs by queue and state ('running'), all of them (few).
+COUNT_RUNNING_BY_QUEUE = """
+SELECT queue, count(*) FROM {p}jobs INDEXED BY {p}jobs_running WHERE state = 'running' GROUP BY queue
+"""
+# Waiting jobs by state, among the first :cap index entries (of every queue, or of one): exact while fewer than :cap
+# wait, else a floor.
+COUNT_WAITING_CAPPED = """
+SELECT state, count(*) FROM (
+    SELECT state FROM {p}jobs INDEXED BY {p}jobs_due WHERE state IN ('pending', 'retrying') LIMIT :cap
+) GROUP BY state
+"""
+COUNT_WAITING_IN_QUEUE_CAPPED = """
+SELECT state, count(*) FROM (
+    SELECT state FROM {p}jobs INDEXED BY {p}jobs_due
+    WHERE state IN ('pending', 'retrying') AND queue = :queue LIMIT :cap
+) GROUP BY state
+"""
+# Jobs finished since :since (µs), counted from jobs_finished up to :cap: the throughput of the last minutes.
+COUNT_FINISHED_SINCE_CAPPED = """
+SELECT count(*) FROM (
+    SELECT 1 FROM {p}jobs INDEXED BY {p}jobs_finished
+    WHERE state IN ('succeeded', 'failed') AND completed_at >= :since LIMIT :cap
+)
+"""
+# Every distinct function name (a full scan: the API caches it, as Chancy 0.26 does).
+DISTINCT_FUNCS = "SELECT DISTINCT func FROM {p}jobs ORDER BY func"
+# Changes once another connection commits (a poll of a few microseconds: the live view's change detector).
+DATA_VERSION = "PRAGMA data_version"
+SQLITE_VERSION = "SELECT sqlite_version()"
 
 # --------------------------------------------------------------------- queues
 

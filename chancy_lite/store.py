@@ -131,6 +131,36 @@ def window_micros(seconds: float) -> int:
     return max(1, round(seconds * 1_000_000))
 
 
+FINISHED_VALUES = ("succeeded", "failed")
+WAITING_VALUES = ("pending", "retrying")
+STATE_VALUES = ("pending", "running", "retrying", "succeeded", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a dashboard page or a bulk action reads (``chancy_lite.web`` builds and checks it).
+
+    ``states``: state values to include; ``queue`` and ``func``: exact names (None: any); ``func_contains``:
+    case-insensitive substrings the function must all hold (ASCII, as SQLite's LIKE); ``compare``:
+    ``(column, operator, value)`` with a column of ``sql.PAGE_COLUMNS`` (priority, attempts) and an operator of
+    ``sql.PAGE_OPERATORS``.
+    """
+
+    states: tuple[str, ...] = STATE_VALUES
+    queue: str | None = None
+    func: str | None = None
+    func_contains: tuple[str, ...] = ()
+    compare: tuple[tuple[str, str, int], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CappedCount:
+    """A count read from an index up to a cap: exact when ``exact``, else a floor (there are at least ``count``)."""
+
+    count: int
+    exact: bool
+
+
 class LimitedJob(NamedTuple):
     """A started job with a TIME limit, for the supervisor's backstop."""
 
@@ -551,6 +581,106 @@ class Store:
         if not conn.in_transaction:
             conn.publish_changes()
 
+    # ------------------------------------------------------------- dashboard
+    # Reads for chancy_lite.web, each through an index so that a page costs the same with a million jobs (see the
+    # dashboard section of sql.py). Every statement is fetched at once: no read transaction stays open.
+
+    #: Below this many waiting jobs, a page of them is read and sorted whole; from it on, read along the ids...
+    FEW_WAITING = 10_000
+    #: ...over at most this many of the newest rows, before reading them whole after all.
+    WAITING_WALK = 20_000
+
+    def page_job_ids(self, conn: Connection, flt: JobFilter, *, before: str | None = None, limit: int) -> list[str]:
+        """Up to ``limit`` ids of jobs matching ``flt``, newest first, all below ``before`` (keyset paging)."""
+        below = sql.PAGE_AFTER_ALL if before is None else before
+        where, params = _page_filters(flt)
+        params.update(before=below, limit=limit)
+        ids: list[str] = []
+        for state in flt.states:
+            ids.extend(self._page_state(conn, flt, state, where, {**params, "state": state}))
+        ids.sort(reverse=True)
+        return ids[:limit]
+
+    def _page_state(
+        self, conn: Connection, flt: JobFilter, state: str, where: str, params: dict[str, Any]
+    ) -> list[str]:
+        if state in FINISHED_VALUES:
+            statement = self.q.PAGE_FINISHED_IDS.format(where=where)
+            if flt.queue is not None:
+                queues = [flt.queue]
+            else:
+                queues = [r[0] for r in _fetch(conn, self.q.QUEUES_WITH_FINISHED, {"state": state})]
+            found: list[str] = []
+            for queue in queues:
+                found.extend(r[0] for r in _fetch(conn, statement, {**params, "queue": queue}))
+            return found
+        where = ("" if flt.queue is None else sql.PAGE_QUEUE) + where
+        params["queue"] = flt.queue
+        if state == "running":
+            return [r[0] for r in _fetch(conn, self.q.PAGE_RUNNING_IDS.format(where=where), params)]
+        if not self.count_waiting(conn, flt.queue, cap=self.FEW_WAITING).exact:
+            # A backlog: its jobs are the newest (claims take the oldest first), so a walk along the ids from the
+            # top, over a bounded number of rows, fills the page; when it does not (this state is rare among the
+            # newest jobs), the whole waiting set is read through jobs_due below.
+            found = [r[0] for r in _fetch(conn, self.q.PAGE_MANY_WAITING_IDS.format(where=where),
+                                          {**params, "scan": self.WAITING_WALK})]
+            if len(found) == params["limit"]:
+                return found
+        return [r[0] for r in _fetch(conn, self.q.PAGE_FEW_WAITING_IDS.format(where=where), params)]
+
+    def get_job_rows(self, conn: Connection, job_ids: Sequence[str]) -> list[tuple[QueuedJob, str | None]]:
+        """The jobs that exist, in the order asked, each with the worker holding it (``taken_by``) or None."""
+        rows = _fetch(conn, self.q.GET_JOBS, (json.dumps(list(job_ids)),))
+        by_id = {row[0]: row for row in rows}
+        return [(row_to_job(by_id[i]), by_id[i][10]) for i in job_ids if i in by_id]
+
+    def count_waiting(self, conn: Connection, queue: str | None, *, cap: int) -> CappedCount:
+        """Waiting (pending and retrying) jobs, of one queue or all, up to ``cap``."""
+        return _capped(sum(n for _, n in self._waiting_counts(conn, queue, cap)), cap)
+
+    def _waiting_counts(self, conn: Connection, queue: str | None, cap: int) -> list[Row]:
+        if queue is None:
+            return _fetch(conn, self.q.COUNT_WAITING_CAPPED, {"cap": cap})
+        return _fetch(conn, self.q.COUNT_WAITING_IN_QUEUE_CAPPED, {"queue": queue, "cap": cap})
+
+    def count_jobs_capped(self, conn: Connection, queue: str | None = None, *, cap: int) -> dict[str, CappedCount]:
+        """Jobs per state (of one queue, or all), each read from an index and counted up to ``cap``.
+
+        Running jobs are counted exactly (there are few). Waiting jobs are counted together up to ``cap``: once
+        that many wait, both waiting states are floors.
+        """
+        counts: dict[str, CappedCount] = {}
+        waiting: dict[str, int] = dict(self._waiting_counts(conn, queue, cap))
+        waiting_exact = sum(waiting.values()) < cap
+        for state in WAITING_VALUES:
+            counts[state] = CappedCount(waiting.get(state, 0), waiting_exact)
+        running: dict[str, int] = dict(_fetch(conn, self.q.COUNT_RUNNING_BY_QUEUE))
+        total = running.get(queue, 0) if queue is not None else sum(running.values())
+        counts["running"] = CappedCount(total, True)
+        for state in FINISHED_VALUES:
+            if queue is None:
+                n = _fetch(conn, self.q.COUNT_FINISHED_CAPPED, {"state": state, "cap": cap})[0][0]
+            else:
+                params = {"state": state, "queue": queue, "cap": cap}
+                n = _fetch(conn, self.q.COUNT_FINISHED_IN_QUEUE_CAPPED, params)[0][0]
+            counts[state] = _capped(n, cap)
+        return {state: counts[state] for state in STATE_VALUES}
+
+    def count_finished_since(self, conn: Connection, since: int, *, cap: int) -> CappedCount:
+        """Jobs finished (succeeded or failed) at or after ``since`` (µs), up to ``cap``."""
+        return _capped(_fetch(conn, self.q.COUNT_FINISHED_SINCE_CAPPED, {"since": since, "cap": cap})[0][0], cap)
+
+    def distinct_funcs(self, conn: Connection) -> list[str]:
+        """Every function name in the jobs table, sorted (a full scan)."""
+        return [r[0] for r in _fetch(conn, self.q.DISTINCT_FUNCS)]
+
+    def data_version(self, conn: Connection) -> int:
+        """SQLite's data version of ``conn``: it changes when another connection commits."""
+        return int(_fetch(conn, self.q.DATA_VERSION)[0][0])
+
+    def sqlite_version(self, conn: Connection) -> str:
+        return str(_fetch(conn, self.q.SQLITE_VERSION)[0][0])
+
     # -------------------------------------------------------------- recovery
 
     def list_holders(self, conn: Connection) -> list[Holder]:
@@ -753,6 +883,28 @@ def fetch_all(conn: Connection, statement: str, params: Any = None) -> list[Row]
 
 
 _fetch = fetch_all
+
+
+def _capped(count: int, cap: int) -> CappedCount:
+    return CappedCount(min(count, cap), count < cap)
+
+
+def _page_filters(flt: JobFilter) -> tuple[str, dict[str, Any]]:
+    """The WHERE fragment of a dashboard page's filters other than state and queue, and its parameters."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if flt.func is not None:
+        where.append(sql.PAGE_FUNC_EQUALS)
+        params["func"] = flt.func
+    for i, text in enumerate(flt.func_contains):
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(sql.PAGE_FUNC_CONTAINS.replace(":func_like", f":func_like{i}"))
+        params[f"func_like{i}"] = f"%{escaped}%"
+    for i, (column, op, value) in enumerate(flt.compare):
+        name = f"compare{i}"
+        where.append(f" AND {sql.PAGE_COLUMNS[column]} {sql.PAGE_OPERATORS[op]} :{name}")
+        params[name] = value
+    return "".join(where), params
 
 
 def _compile_rule(rule: tuple[Any, ...], now: int, *, finished: bool = False) -> tuple[str, list[Any]]:

@@ -1,6 +1,7 @@
 """Benchmark chancy_lite against huey's SqliteHuey, side by side in one run.
 
-Usage: ``scripts/bench [--quick] [--only chancy|huey] [--json PATH] [--dir DIR] [--without-metrics] [--drain-only]``
+Usage: ``scripts/bench [--quick] [--only chancy|huey|pages] [--json PATH] [--dir DIR] [--without-metrics]
+[--drain-only]``
 
 Each system gets fresh files in one temporary directory (a new file per phase). It
 prints a table, then one final line of JSON with every figure.
@@ -28,6 +29,9 @@ What is measured, and how:
   are pushed: the first and the worst of those are reported.
 * chancy only: claim time with 1,000 vs 1,000,000 finished rows (filled directly with
   apsw ``executemany``), and a drain of jobs sleeping 10 ms with concurrency 16.
+* chancy only: the dashboard's main pages, timed end to end over HTTP against a file of
+  1,000,000 jobs (100,000 with --quick), see scripts/bench_pages.py; ``--only pages`` runs
+  just this.
 
 chancy_lite's files are opened through apsw only (via chancy_lite); huey's files through
 huey (Python's sqlite3). Never both on one file.
@@ -347,18 +351,22 @@ class ChancyBench:
                 raise TimeoutError(f"chancy: only {done}/{n} jobs finished after {self.p.timeout} s")
             time.sleep(POLL_FIRST if first is None else POLL_REST)
 
-    def run(self) -> dict[str, Any]:
+    def run(self, *, only_pages: bool = False) -> dict[str, Any]:
         drains = [(f"drain_{name}", functools.partial(self.drain, name, o)) for name, o in self.variants.items()]
-        steps = drains if self.drain_only else [
+        steps = [
             ("push_single", self.push_single),
             ("push_bulk", self.push_bulk),
             *drains,
             ("latency", self.latency),
             ("claim", self.claim),
             ("sleep_drain", self.sleep_drain),
+            ("pages", self.pages),
         ]
+        if self.drain_only:
+            steps = drains
         for name, step in steps:
-            run_step("chancy", name, step, self.errors)
+            if not only_pages or name == "pages":
+                run_step("chancy", name, step, self.errors)
         self.results["errors"] = self.errors
         self.results["worker_logs"] = worker_logs(self.dir, "chancy-")
         return self.results
@@ -483,6 +491,11 @@ class ChancyBench:
                 "build_s": build_s,
                 "file_mib": os.path.getsize(chancy.path) / 2**20,
             }
+
+    def pages(self) -> None:
+        import bench_pages
+
+        self.results["pages"] = bench_pages.run(self.dir, self.p.big_rows)
 
     def sleep_drain(self) -> None:
         self.results["sleep_drain"] = {
@@ -770,6 +783,10 @@ def chancy_only_rows(chancy: dict[str, Any], params: Params) -> list[tuple[str, 
                      f"{big['median']:.0f} (p99 {big['p99']:.0f}; table built in {big['build_s']:.1f} s)"))
     if small and big:
         rows.append(("claim median ratio big/small (1.0 = flat)", f"{big['median'] / small['median']:.2f}"))
+    if chancy.get("pages"):
+        import bench_pages
+
+        rows.extend(bench_pages.rows_for_report(chancy["pages"]))
     for name in SLEEP_VARIANTS:
         s = dig(chancy, f"sleep_drain.{name}")
         if s:
@@ -886,7 +903,8 @@ def notes(params: Params, variants: dict[str, Any], plugins: str = "defaults") -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a reduced run, under a minute")
-    parser.add_argument("--only", choices=("chancy", "huey"), help="run one system only")
+    parser.add_argument("--only", choices=("chancy", "huey", "pages"),
+                        help="run one system only, or only the dashboard's page timings")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON results to PATH")
     parser.add_argument("--dir", metavar="DIR", help="make the temporary directory under DIR (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (files and worker logs)")
@@ -920,8 +938,8 @@ def main() -> int:
         if args.only != "huey":
             bench = ChancyBench(params, workdir, variants, metrics=not args.without_metrics,
                                 drain_only=args.drain_only)
-            results["chancy"] = bench.run()
-        if args.only != "chancy":
+            results["chancy"] = bench.run(only_pages=args.only == "pages")
+        if args.only not in ("chancy", "pages"):
             import huey
 
             results["machine"]["huey"] = huey.__version__

@@ -351,6 +351,22 @@ class WorkflowPlugin(Plugin):
         return await _run(chancy, _fetch, chancy, _listed(states), _listed(ids), limit)
 
     @classmethod
+    def sync_fetch_workflow_page(cls, chancy: Chancy, *, state: Workflow.State | str | None = None,
+                                 before: IdLike | None = None, limit: int = 100) -> list[Workflow]:
+        """Up to ``limit`` workflows, newest first, all older than ``before`` (a workflow id) when given, in
+        ``state`` when given: a keyset page, read through an index however many workflows are stored (the
+        dashboard's list). Not in Chancy. ``ValueError`` for an unknown state or an id that is not a UUID."""
+        return _call(chancy, _page, chancy, state, before, limit)
+
+    @classmethod
+    async def fetch_workflow_page(cls, chancy: Chancy, *, state: Workflow.State | str | None = None,
+                                  before: IdLike | None = None, limit: int = 100) -> list[Workflow]:
+        """Up to ``limit`` workflows, newest first, all older than ``before`` (a workflow id) when given, in
+        ``state`` when given: a keyset page, read through an index however many workflows are stored (the
+        dashboard's list). Not in Chancy. ``ValueError`` for an unknown state or an id that is not a UUID."""
+        return await _run(chancy, _page, chancy, state, before, limit)
+
+    @classmethod
     def sync_fetch_workflows_ex(cls, conn: db.Connection, chancy: Chancy, *,
                                 states: Iterable[Workflow.State | str] | None = None,
                                 ids: Iterable[IdLike] | None = None, limit: int = 100) -> list[Workflow]:
@@ -502,6 +518,15 @@ def _fetch(conn: db.Connection, chancy: Chancy, states: Iterable[Workflow.State 
     if first:
         return found[0] if found else None
     return found
+
+
+def _page(conn: db.Connection, chancy: Chancy, state: Workflow.State | str | None, before: IdLike | None,
+          limit: int) -> list[Workflow]:
+    wanted = None if state is None else next(iter(_states([state], frozenset())))
+    ids = store_for(chancy).page_ids(conn, state=wanted, before=None if before is None else _workflow_id(before),
+                                     limit=max(0, min(limit, 2**62)))
+    by_id = {str(w.id): w for w in _fetch(conn, chancy, None, ids, len(ids))}
+    return [by_id[i] for i in ids if i in by_id]
 
 
 def _as_workflow(row: FetchedWorkflow) -> Workflow:

@@ -121,6 +121,15 @@ WITH chosen AS (
     ORDER BY id
     LIMIT :limit
 )""" + _FETCH_STEPS
+# The dashboard: a keyset page of workflow ids, newest first, below :before (the primary key read backwards; in a
+# state, the state index, which holds the id after the state).
+PAGE_WORKFLOW_IDS = "SELECT id FROM {p}workflows WHERE id < :before ORDER BY id DESC LIMIT :limit"
+PAGE_WORKFLOW_IDS_IN_STATE = """
+SELECT id FROM {p}workflows INDEXED BY {p}workflows_state_idx
+WHERE state = :state AND id < :before
+ORDER BY id DESC
+LIMIT :limit
+"""
 # wait_for_workflow: one workflow's state (NULL row: it does not exist).
 WORKFLOW_STATE = "SELECT state FROM {p}workflows WHERE id = ?"
 

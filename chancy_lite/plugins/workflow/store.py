@@ -216,6 +216,12 @@ class WorkflowStore:
                 entry.steps.append(FetchedStep(step_id, job_data, dependencies, job_id, step_state))
         return list(found.values())
 
+    def page_ids(self, conn: Connection, *, state: str | None, before: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` workflow ids, newest first, below ``before`` (keyset paging), in ``state`` if given."""
+        params = {"state": state, "before": "~" if before is None else before, "limit": limit}
+        statement = self.q.PAGE_WORKFLOW_IDS if state is None else self.q.PAGE_WORKFLOW_IDS_IN_STATE
+        return [row[0] for row in _fetch(conn, statement, params)]
+
     def workflow_state(self, conn: Connection, workflow_id: str) -> str | None:
         rows = _fetch(conn, self.q.WORKFLOW_STATE, (workflow_id,))
         return rows[0][0] if rows else None
