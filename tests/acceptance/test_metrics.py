@@ -67,3 +67,30 @@ def test_the_readme_metrics_example_runs_as_written(tmp_path: Path) -> None:
     shown = re.search(r"\$ python metrics_example.py\n(.*?)```", README.read_text(), flags=re.S)
     assert shown is not None
     assert result.stdout.splitlines() == shown.group(1).strip().splitlines()
+
+
+def test_the_dashboard_serves_the_plugins_metrics(db_path: str) -> None:
+    """The HTTP API's metrics routes (Chancy 0.26's shapes) over the real plugin, a default one."""
+    from chancy_lite.testing import drain
+    from chancy_lite.web import create_app
+    from tests.acceptance.test_web_api import AUTH, make_client, token_of
+
+    with Chancy(db_path) as app:
+        app.sync_migrate()
+        for _ in app.sync_push_many([Job(func="tests.jobs.noop") for _ in range(4)] + [Job(func="tests.jobs.fail")]):
+            pass
+        drain(app)
+        with make_client(create_app(app, auth=AUTH)) as client:
+            client.headers["Authorization"] = f"Bearer {token_of(client)}"
+            categories = client.get("/api/v1/metrics").json()
+            assert categories["categories"]["queue"] == ["default"] and categories["categories"]["global"] == ["status"]
+            report = client.get("/api/v1/metrics/queue:default?resolution=1min").json()
+            assert report["resolution"] == "1min" and {"start", "end", "generated_at"} <= set(report)
+            succeeded = report["series"]["queue:default:succeeded"]
+            assert (succeeded["type"], succeeded["unit"], succeeded["aggregation"], succeeded["summary"]) == (
+                "counter", "count", "sum", 4)
+            assert [point["value"] for point in succeeded["data"]] == [4]
+            timing = report["series"]["queue:default:execution_time"]
+            assert timing["type"] == "histogram" and timing["summary"]["count"] == 5
+            assert client.get("/api/v1/metrics/queue:default?resolution=2min").status_code == 422
+            assert client.get("/metrics/queue:default:throughput").status_code == 200

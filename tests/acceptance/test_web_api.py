@@ -390,7 +390,7 @@ def test_workers_configuration_system_and_plugins(api: TestClient, chancy: Chanc
     [worker] = api.get("/api/v1/workers").json()
     assert worker == {**worker, "worker_id": "w1", "hostname": "box", "pid": 42, "tags": ["*"], "is_leader": True}
     assert api.get("/api/v1/configuration").json() == {
-        "plugins": ["Leadership", "Pruner", "Recovery", "WorkflowPlugin"]}
+        "plugins": ["Leadership", "Pruner", "Recovery", "Metrics", "WorkflowPlugin"]}
     system = api.get("/api/v1/system").json()
     assert system["database"]["prefix"] == "chancy_" and system["database"]["version"].startswith("SQLite 3.")
     plugins = {p["identifier"]: p for p in api.get("/api/v1/plugins").json()}
@@ -554,12 +554,15 @@ def test_workflow_and_metrics_routes_use_the_plugins_api(db_path: str) -> None:
             assert "<polyline" in client.get("/metrics/queue:default:throughput").text
 
 
-def test_pages_of_absent_plugins_say_how_to_add_them(browser) -> None:
+def test_pages_of_absent_plugins_say_how_to_add_them(browser, db_path: str) -> None:
     client, _ = browser
-    for path, name in (("/crons", "Cron"), ("/metrics", "Metrics")):
-        page = client.get(path)
-        assert page.status_code == 404 and f"{name}()" in page.text
+    page = client.get("/crons")
+    assert page.status_code == 404 and "Cron()" in page.text
     assert client.get("/api/v1/crons").status_code == 404
+    with Chancy(db_path, no_default_plugins=True) as bare, make_client(create_app(bare, auth=AUTH)) as other:
+        page_login(other)
+        page = other.get("/metrics")  # Metrics is a default plugin: absent only without the defaults
+        assert page.status_code == 404 and "Metrics()" in page.text
 
 
 # -------------------------------------------------------------- websocket
