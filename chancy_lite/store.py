@@ -311,7 +311,13 @@ class Store:
         return [row_to_job(row) for row in _fetch(conn, self.q.RECENT_FAILURES, {"limit": limit, "scan": scan})]
 
     def count_jobs(self, conn: Connection) -> list[tuple[str, str, int]]:
+        """``(queue, state, count)`` for every queue and state with jobs; reads the waiting and running jobs'
+        indexes and the finished jobs' counts, never the whole table."""
         return _fetch(conn, self.q.COUNT_JOBS)
+
+    def count_jobs_scan(self, conn: Connection) -> list[tuple[str, str, int]]:
+        """The same as ``count_jobs``, counted from every row (a full scan: for checks, not for use)."""
+        return _fetch(conn, self.q.COUNT_JOBS_SCAN)
 
     def claim_jobs(
         self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None

@@ -20,6 +20,7 @@ import pytest
 
 from chancy_lite import Chancy, Job, Queue, QueuedJob
 from chancy_lite.cli import DB_ENV, format_table, main
+from chancy_lite.sql import CORE_MIGRATIONS
 from chancy_lite.utils import utcnow
 from tests.acceptance.test_readme import code_blocks
 from tests.conftest import wait_until
@@ -112,11 +113,15 @@ def table(text: str) -> list[list[str]]:
 
 # ------------------------------------------------------------------ migrations
 
+# What `migrate` prints for the core's steps, up from nothing and down to nothing.
+MIGRATED_UP = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
+MIGRATED_DOWN = "".join(f"migrated chancy {v} -> {v - 1}\n" for v in range(len(CORE_MIGRATIONS), 0, -1))
+
 
 def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> None:
     result = cli("--db", db_path, "migrate")
     assert result.code == 0
-    assert result.out == "migrated chancy 0 -> 1\n"
+    assert result.out == MIGRATED_UP
     with Chancy(db_path) as app:
         assert app.sync_is_up_to_date()
     assert cli("--db", db_path, "migrate").out == "nothing to migrate\n"
@@ -124,7 +129,7 @@ def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> N
 
 def test_migrate_to_version_zero_drops_the_schema(db: Cli, db_path: str) -> None:
     result = db("migrate", "--to-version", "0")
-    assert (result.code, result.out) == (0, "migrated chancy 1 -> 0\n")
+    assert (result.code, result.out) == (0, MIGRATED_DOWN)
     with Chancy(db_path) as app:
         assert not app.sync_is_up_to_date()
 
@@ -553,7 +558,7 @@ def run_process(*argv: str, env: dict[str, str] | None = None) -> subprocess.Com
 def test_subprocess_round_trip(db_path: str) -> None:
     module = [sys.executable, "-m", "chancy_lite.cli"]
     migrated = run_process(*module, "--db", db_path, "migrate")
-    assert (migrated.returncode, migrated.stdout) == (0, "migrated chancy 0 -> 1\n"), migrated.stderr
+    assert (migrated.returncode, migrated.stdout) == (0, MIGRATED_UP), migrated.stderr
     pushed = run_process(*module, "queue", "push", FUNC, "--kwargs", '{"n": 5}', env={DB_ENV: db_path})
     assert pushed.returncode == 0, pushed.stderr
     job_id = pushed.stdout.strip()

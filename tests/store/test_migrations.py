@@ -18,7 +18,9 @@ from chancy_lite import Chancy, Job
 from chancy_lite.errors import SchemaTooNewError
 from chancy_lite.sql import CORE_MIGRATIONS
 
-CORE_TABLES = {"chancy_jobs", "chancy_queues", "chancy_workers", "chancy_leader", "chancy_queue_rate_limits"}
+CORE_TABLES = {
+    "chancy_jobs", "chancy_queues", "chancy_workers", "chancy_leader", "chancy_queue_rate_limits", "chancy_job_counts",
+}
 
 
 @pytest.fixture
