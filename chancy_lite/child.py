@@ -86,6 +86,7 @@ class ChildConfig:
     executor: str | None = None  # the queue's executor class (import path): its get_function_and_kwargs is used
     plugins: str | None = None  # base64 pickle of the plugins whose job hooks run here (see hooks.hooked)
     alias: bool = False  # install chancy_lite.alias (import chancy -> chancy_lite) before importing job modules
+    parent_pid: int | None = None  # the process that started this child (supervisor or template), for its death
 
 
 # ----------------------------------------------------------------- the runner
@@ -651,7 +652,8 @@ class ProcessRunner(Runner):
         # supervisor sends it to a child that did not stop in time, to show where it was.
         faulthandler.register(signal.SIGWINCH, all_threads=True, chain=False)
         proc.set_parent_death_signal(signal.SIGUSR2)
-        if os.getppid() == 1:  # the supervisor died before we asked to be told
+        parent = self.config.parent_pid
+        if os.getppid() == 1 or (parent is not None and os.getppid() != parent):  # it died before we asked
             self.stopping = True
 
     def after_job(self, *, succeeded: bool) -> None:
@@ -834,9 +836,15 @@ class ThreadRunner(Runner):
 
 
 def main() -> None:
-    """``python -m chancy_lite.child``: read the config (JSON) on stdin and run."""
+    """``python -m chancy_lite.child``: read the payload (JSON) on stdin and run."""
     payload = json.loads(sys.stdin.buffer.read())
     sys.stdin.close()
+    run(payload)
+
+
+def run(payload: dict[str, Any]) -> None:
+    """Run a child from its payload (``{"config": ChildConfig as a dict, "sys_path": [...]}``), in a spawned
+    process or in one forked from the template (chancy_lite.template)."""
     sys.path[:] = payload["sys_path"]
     data = payload["config"]
     if data.get("alias"):

@@ -18,6 +18,7 @@ from chancy_lite.queue import Queue
 
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
+    from chancy_lite.template import Template
     from chancy_lite.worker import Worker
 
 
@@ -35,6 +36,8 @@ class ExecutorContext:
     channel: wake.Channel | None
     #: ``await on_child_exit(pid, how, grace)`` once a child process exited: its jobs are recovered.
     on_child_exit: Callable[[int | None, str, float], Awaitable[None]]
+    #: The worker's template process (started on first use), which forks children (see chancy_lite.template).
+    template: Callable[[], Template] | None = None
 
     def send_to_child(self, key: str, message: bytes) -> None:
         """Deliver a mailbox datagram to the child named ``key`` (see chancy_lite.wake)."""
@@ -145,6 +148,7 @@ class Executor(abc.ABC):
             executor=f"{type(self).__module__}.{type(self).__qualname__}",
             plugins=pack_plugins(hooks.hooked(chancy.plugins.values())),
             alias=alias.installed(),
+            parent_pid=os.getpid(),
         )
 
     # ---- what the worker needs

@@ -1,0 +1,15 @@
+"""Jobs for the template tests: modules a template preloads, and jobs that report where they were imported."""
+
+from __future__ import annotations
+
+import os
+
+from chancy_lite import QueuedJob
+
+#: The process that imported this module: the template when it preloaded it, else the child that ran a job.
+IMPORTED_BY = os.getpid()
+
+
+def where(*, context: QueuedJob) -> None:
+    """Records its process, its parent, its process group and which process imported its module."""
+    context.meta.update(pid=os.getpid(), ppid=os.getppid(), pgid=os.getpgrp(), imported_by=IMPORTED_BY)
