@@ -787,7 +787,7 @@ class _ProcessLimits:
 
 
 def child_main(config: ChildConfig) -> None:
-    """Entry point of a spawned child process."""
+    """Entry point of a child process (spawned, or forked from the template)."""
     if config.log_level is not None:
         logging.basicConfig(
             level=config.log_level, stream=sys.stderr,
@@ -799,6 +799,9 @@ def child_main(config: ChildConfig) -> None:
         for sig in (signal.SIGTERM, signal.SIGUSR2):
             signal.signal(sig, lambda signum, frame: early.append(signum))
         signal.signal(signal.SIGINT, _ignore_signal)
+    # A child forked from the template starts with these blocked (chancy_lite.template): a stop request that came
+    # meanwhile is delivered now, to the handlers above, and programs its jobs run inherit no blocked signal.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     runner = ProcessRunner(config)
     if config.register_signals:
         runner.install_signals()

@@ -259,10 +259,6 @@ class Template:
 # ------------------------------------------------------------------ template side
 
 
-def _ignore(signum: int, frame: Any) -> None:
-    """A handler that does nothing (not SIG_IGN, which forked children would pass on through exec)."""
-
-
 def _recv(sock: socket.socket) -> dict[str, Any] | None:
     data = sock.recv(_MAX_MESSAGE)
     return json.loads(data) if data else None
@@ -377,8 +373,8 @@ class _Server:
                 os.close(pidfd)
         self.children.clear()
         os.setpgid(0, 0)
-        for sig in _SIGNALS:
-            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+        # _SIGNALS stay blocked until the child's own handlers are in place (chancy_lite.child.child_main): a
+        # SIGTERM sent to a child this young is delivered then, not lost.
 
 
 def main() -> None:
@@ -392,8 +388,9 @@ def main() -> None:
     proc.set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != init["parent"]:
         return  # the supervisor died before we asked to be told
-    for sig in _SIGNALS:  # the supervisor decides; it closes our socket when it is done
-        signal.signal(sig, _ignore)
+    # Blocked, not ignored: the supervisor decides (it closes our socket when it is done), and children inherit
+    # the mask, so a signal sent to a child before it has its handlers waits for them (SIG_IGN would be lost).
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     sys.path[:] = init["sys_path"]
     if init.get("alias"):
         from chancy_lite import alias

@@ -2,18 +2,21 @@
 
 Started by ``scripts/bench.py``, which declares the queues beforehand. Run as a script,
 ``scripts/`` is ``sys.path[0]``, and the children inherit it, so ``bench_jobs`` imports.
+Prints ``started <time.time()>`` once ``Worker.start()`` returned (the bench splits the start-up with it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 from chancy_lite import Chancy, Worker
 
 
 async def main(path: str) -> None:
     async with Chancy(path) as chancy, Worker(chancy, shutdown_timeout=10) as worker:
+        print(f"started {time.time()}", flush=True)
         await worker.wait_for_shutdown()
 
 
