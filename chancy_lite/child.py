@@ -18,6 +18,7 @@ next claim. While idle it advertises itself so that pushers wake it directly
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import faulthandler
@@ -40,7 +41,7 @@ from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
 from chancy_lite.outcome import Outcome, dump_meta, next_outcome, stored_view
 from chancy_lite.plugin import unpack_plugins
-from chancy_lite.store import Store
+from chancy_lite.store import Store, handed_job
 from chancy_lite.utils import import_string, micros_now
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class Runner:
 
     #: What this runner can do with a job (see chancy_lite.execution.Capability).
     capabilities = Capability.SYNC_JOBS | Capability.ASYNC_JOBS
+    #: Whether pushers may hand jobs over to it (it alone holds what its pid holds: a process child).
+    takes_handovers = False
 
     def __init__(self, config: ChildConfig) -> None:
         self.config = config
@@ -150,6 +153,12 @@ class Runner:
         self._task: asyncio.Future[Any] | None = None
         self.advertised = False
         self.idle_path = os.path.join(self.channel.directory, wake.idle_name(config.queue, config.key))
+        #: Where pushers reach this child while it is idle (its idle link points here), made on first use.
+        self.inbox: wake.Listener | None = None
+        self.identity: str | None = None
+        #: Jobs handed over to this child (held by it already, see chancy_lite.wake), not run yet.
+        self.handed: list[QueuedJob] = []
+        self._handed_ids: collections.deque[str] = collections.deque(maxlen=256)  # taken lately (no job twice)
         self.now: Callable[[], int] = micros_now  # the clock (chancy_lite.testing swaps in a controllable one)
         # The batch being run and its watcher; the lock also serialises the threads' use of the connection (the
         # watcher's, a progress timer's and this one's).
@@ -178,7 +187,8 @@ class Runner:
                         continue  # look once more now that pushers can see us: a push in between is not lost
                     self.idle()
                     continue
-                self.advertise(False)
+                if self.advertise(False):
+                    jobs += self.take_handed()  # handed over before pushers stopped seeing us
                 self.run_batch(jobs)
                 if self.config.maximum_jobs and self.jobs_run >= self.config.maximum_jobs:
                     self.stopping = True
@@ -187,6 +197,7 @@ class Runner:
                              self.config.maximum_rss)
                     self.stopping = True
         finally:
+            self.give_back_handed()
             self.flush()
             self.close()
 
@@ -317,9 +328,15 @@ class Runner:
         return max(n, 0)
 
     def exchange(self) -> list[QueuedJob]:
-        """Write pending outcomes and claim the next jobs, in one transaction. Retries transient errors."""
-        n = self.claim_size()
-        return self.with_retry(lambda: self._exchange(n))
+        """Write pending outcomes and claim the next jobs, in one transaction. Retries transient errors.
+
+        Jobs handed over to this child come first, and then nothing more is claimed; with nothing to write either,
+        there is no transaction at all (a push's fastest path to a running job)."""
+        handed, self.handed = self.handed, []
+        if handed and not self.pending:
+            return handed
+        n = 0 if handed else self.claim_size()
+        return handed + self.with_retry(lambda: self._exchange(n))
 
     def _exchange(self, n: int) -> list[QueuedJob]:
         with self.batch_lock:  # a progress timer may share the connection
@@ -358,16 +375,18 @@ class Runner:
         """Write finished runs (in the caller's transaction). When plugins are shown written jobs, the accepted
         ones go to ``on_jobs_updated_in_transaction`` here and are returned for ``written`` after the commit."""
         config, store, conn = self.config, self.store, self.conn
-        if not self.hooks.wants_updates:
-            for outcome in outcomes:
+        ended = [o for o in outcomes if o.state is not State.PENDING]  # written together, in one statement
+        done = store.complete_jobs(conn, ended, worker_id=config.worker_id, pid=self.pid, queue=config.queue)
+        accepted = dict(zip((o.id for o in ended), done, strict=True))
+        for outcome in outcomes:
+            if outcome.state is State.PENDING:  # given back (a shutdown, or past the batch window)
                 store.complete_job(conn, outcome, worker_id=config.worker_id, pid=self.pid, queue=config.queue)
+        if not self.hooks.wants_updates:
             return []
         updated = []
-        for outcome in outcomes:
-            accepted = store.complete_job(conn, outcome, worker_id=config.worker_id, pid=self.pid,
-                                          queue=config.queue)
+        for outcome in ended:
             job = self.ran.get(outcome.id)
-            if accepted and job is not None and outcome.state is not State.PENDING:
+            if accepted[outcome.id] and job is not None:
                 updated.append(stored_view(job, outcome))
         self.hooks.jobs_written(conn, updated)
         return updated
@@ -409,16 +428,49 @@ class Runner:
             timeout = min(timeout, max(0.0, (due - self.now()) / 1e6))
         if timeout <= 0:
             return
-        self.handle_messages(self.mailbox.wait(timeout))
+        messages = wake.wait_any([self.mailbox, self.inbox] if self.inbox is not None else [self.mailbox], timeout)
+        self.handle_messages(messages)
+        if not messages and self.advertised and self.takes_handovers:
+            self.find_lost_handovers()
+
+    def find_lost_handovers(self) -> None:
+        """Jobs held by this idle child that it never heard of: a pusher handed one over and died before sending
+        it (or its datagram was lost). An idle child holds nothing else, so they are run now."""
+        held = self.with_retry(lambda: self.store.held_jobs(self.conn, self.config.worker_id, self.pid))
+        for job in held:
+            if str(job.id) not in self._handed_ids and job.started_at is None:
+                log.info("job %s was handed over to this child but never announced; running it", job.id)
+                self._handed_ids.append(str(job.id))
+                self.handed.append(job)
+
+    def take_handed(self) -> list[QueuedJob]:
+        """The jobs handed over and waiting in the inbox (call once pushers no longer see this child)."""
+        if self.inbox is not None:
+            self.handle_messages(self.inbox.drain())
+        handed, self.handed = self.handed, []
+        return handed
+
+    def give_back_handed(self) -> None:
+        """On the way out: jobs handed over and not run go back to wait (released, their attempt not counted)."""
+        self.advertise(False)
+        self.pending.extend(self.release(job) for job in self.take_handed())
 
     def advertise(self, idle: bool) -> bool:
         """Show (or hide) this child to pushers as idle, through a link to its mailbox; True if it changed."""
         if idle == self.advertised:
             return False
         self.advertised = idle
+        if idle and self.inbox is None:
+            config = self.config
+            self.inbox = wake.Listener(self.channel, wake.INBOX, name=wake.inbox_name(config.key))
+            # A rate-limited queue counts every claim: its jobs are never handed over.
+            self.identity = wake.write_identity(self.channel.directory, config.key, worker_id=config.worker_id,
+                                                pid=self.pid, pid_start=self.pid_start,
+                                                handover=self.takes_handovers and config.rate_limit is None)
         with contextlib.suppress(FileExistsError, FileNotFoundError):
             if idle:
-                os.link(self.mailbox.path, self.idle_path)
+                assert self.inbox is not None
+                os.link(self.inbox.path, self.idle_path)
             else:
                 os.unlink(self.idle_path)
         return True
@@ -429,6 +481,11 @@ class Runner:
             if isinstance(decoded, wake.Work) and decoded.count is not None:
                 # A push of that many jobs woke us: claim no more (one job: the scalar claim).
                 self.claim_hint = max(self.claim_hint or 0, decoded.count)
+            elif isinstance(decoded, wake.Handed):
+                job = handed_job(decoded.row, self.config.worker_id)
+                if str(job.id) not in self._handed_ids:
+                    self._handed_ids.append(str(job.id))
+                    self.handed.append(job)
             elif isinstance(decoded, wake.Stop):
                 self.stopping = True
             elif isinstance(decoded, wake.Cancel):
@@ -439,6 +496,8 @@ class Runner:
 
     def cancelled_before_start(self, job: QueuedJob) -> bool:
         """Whether ``job``, claimed by us, was cancelled (or taken from us) before it started."""
+        if not self.cancelled_claims:
+            return False
         job_id = str(job.id)
         if job_id not in self.cancelled_claims:
             return False
@@ -453,6 +512,11 @@ class Runner:
         self.journal.close(remove=not self.pending)
         self.hooks.close()
         self.mailbox.close()
+        if self.inbox is not None:
+            self.inbox.close()
+        if self.identity is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.identity)
         self.channel.close()
         self.conn.close()
 
@@ -640,6 +704,7 @@ class ProcessRunner(Runner):
         Capability.SYNC_JOBS | Capability.ASYNC_JOBS | Capability.CANCELLATION | Capability.AUTOMATIC_TIME_LIMITS
         | Capability.MEMORY_LIMITS
     )
+    takes_handovers = True
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGINT, _ignore_signal)  # Ctrl-C reaches the supervisor, which decides

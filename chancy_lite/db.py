@@ -171,6 +171,8 @@ class Connection(apsw.Connection):
         self.after_commit: list[Callable[[], None]] = []
         #: Who publishes what a committed transaction changed (``Channel.publish``); None: nobody hears.
         self.publisher: Callable[[wake.Changes], None] | None = None
+        #: The wake-up channel through which single pushes are handed over to idle children; None: never.
+        self.handoff: wake.Channel | None = None
         self._changes: wake.Changes | None = None
 
     def pending_changes(self) -> wake.Changes:

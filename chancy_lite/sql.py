@@ -198,6 +198,19 @@ INSERT INTO {p}jobs
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running', 'retrying') DO NOTHING
 """
+# push handed over (see chancy_lite.wake): a new job inserted already running, held by an idle child (as its claim
+# would leave it; started_at stays NULL until the job starts), which gets the job in a datagram.
+INSERT_HANDED_JOB = """
+INSERT INTO {p}jobs
+    (id, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key,
+     state, taken_by, holder_pid, holder_start)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)
+"""
+# hand-over not delivered (the child left): running (held by that child, never started) -> pending.
+RELEASE_HANDED_JOB = """
+UPDATE {p}jobs SET state = 'pending', taken_by = NULL, holder_pid = NULL, holder_start = NULL
+WHERE id = ? AND state = 'running' AND taken_by = ? AND holder_pid = ? AND attempts = 0 AND started_at IS NULL
+"""
 # push of a duplicate: the active job holding the key.
 GET_ACTIVE_ID_BY_UNIQUE_KEY = """
 SELECT id FROM {p}jobs
@@ -254,6 +267,28 @@ SET state = :state,
     meta = coalesce(:meta, meta),
     errors = CASE WHEN :error IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(:error)) END
 WHERE id = :id AND state = 'running' AND taken_by = :worker_id AND holder_pid = :pid AND attempts = :attempts
+"""
+
+# complete, many at once: the same transition and guard as COMPLETE_JOB for each outcome of :outcomes (a JSON
+# array of [id, attempts, state, completed_at, meta, error, scheduled_at, started_at]); returns the ids written.
+# The unary + keeps the guard's columns from choosing the plan: each outcome finds its row by id.
+COMPLETE_JOBS = """
+UPDATE {p}jobs
+SET state = o.state,
+    attempts = {p}jobs.attempts + 1,
+    started_at = coalesce({p}jobs.started_at, o.started_at),
+    completed_at = o.completed_at,
+    scheduled_at = coalesce(o.scheduled_at, {p}jobs.scheduled_at),
+    meta = coalesce(o.meta, {p}jobs.meta),
+    errors = CASE WHEN o.error IS NULL THEN {p}jobs.errors ELSE json_insert({p}jobs.errors, '$[#]', json(o.error)) END
+FROM (
+    SELECT value ->> 0 AS id, value ->> 1 AS attempts, value ->> 2 AS state, value ->> 3 AS completed_at,
+           value ->> 4 AS meta, value ->> 5 AS error, value ->> 6 AS scheduled_at, value ->> 7 AS started_at
+    FROM json_each(:outcomes)
+) AS o
+WHERE {p}jobs.id = o.id AND +{p}jobs.state = 'running' AND +{p}jobs.taken_by = :worker_id
+    AND +{p}jobs.holder_pid = :pid AND {p}jobs.attempts = o.attempts
+RETURNING {p}jobs.id
 """
 
 # release: running (held by us, this attempt) -> waiting again, the attempt not counted

@@ -5,6 +5,7 @@ matters, ``now`` (integer microseconds since the epoch): only the loops read
 the clock, so tests drive schedules, retries and leases by passing ``now``.
 Write methods run in ``with conn:`` (``BEGIN IMMEDIATE``, or a savepoint inside
 a caller's transaction) and record what they changed on the connection, which publishes it after the commit.
+The one send the store makes itself is a hand-over (through ``conn.handoff``), whose delivery decides the row.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from chancy_lite import sql
+from chancy_lite import sql, wake
 from chancy_lite.db import Connection
 from chancy_lite.errors import SchemaTooNewError
 from chancy_lite.job import Job, Limit, QueuedJob, stored_uuid
@@ -69,6 +70,13 @@ def row_to_job(row: Sequence[Any]) -> QueuedJob:
         unique_key=unique_key,
         errors=json.loads(errors) if errors != "[]" else [],
     )
+
+
+def handed_job(row: Sequence[Any], worker_id: str) -> QueuedJob:
+    """The job a child was handed over (its ``JobRow``), as its claim would have returned it."""
+    (id_, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key) = row
+    return row_to_job((id_, queue, func, kwargs, limits, meta, "running", priority, 0, max_attempts, worker_id,
+                       created_at, None, None, scheduled_at, unique_key, "[]"))
 
 
 class JobRow(NamedTuple):
@@ -255,8 +263,10 @@ class Store:
         counts: dict[str, int] = {}
         params = [job_params(job, i, now) for job, i in zip(jobs, new_ids(len(jobs)), strict=True)]
         if len(params) == 1 and params[0].unique_key is None and not conn.in_transaction:
-            conn.execute(self.q.INSERT_JOB, params[0])  # one statement, its own transaction: the fast single push
-            self._changed(conn, claimable=(params[0].queue, 1))
+            # One statement, its own transaction: the fast single push (handed over to an idle child if one takes it).
+            if not self._hand_over(conn, params[0], now):
+                conn.execute(self.q.INSERT_JOB, params[0])
+                self._changed(conn, claimable=(params[0].queue, 1))
             return [params[0].id]
         with conn:
             if len(params) > 1 and all(p.unique_key is None for p in params):  # no unique keys: no conflict
@@ -275,6 +285,24 @@ class Store:
             for queue, count in counts.items():
                 self._changed(conn, claimable=(queue, count))
         return ids
+
+    def _hand_over(self, conn: Connection, row: JobRow, now: int) -> bool:
+        """Insert a job held by an idle child of its queue and send it to that child (``conn.handoff``, see
+        chancy_lite.wake); False when there is none, or the job is not one to hand over (limits, not due yet,
+        too big). A job that could not be delivered is put back to wait and announced as usual."""
+        handoff = conn.handoff
+        if handoff is None or row.limits != "[]" or row.scheduled_at > now:
+            return False
+        if len(row.kwargs) + len(row.meta) + len(row.func) > wake.MAX_HANDOVER_BYTES:
+            return False
+        target = handoff.handover_target(row.queue)
+        if target is None:
+            return False
+        conn.execute(self.q.INSERT_HANDED_JOB, (*row, target.worker_id, target.pid, target.pid_start))
+        if not handoff.hand_over(target, row):
+            conn.execute(self.q.RELEASE_HANDED_JOB, (row.id, target.worker_id, target.pid))
+            self._changed(conn, claimable=(row.queue, 1))
+        return True
 
     def get_job(self, conn: Connection, job_id: str) -> QueuedJob | None:
         rows = _fetch(conn, self.q.GET_JOB, (job_id,))
@@ -385,6 +413,30 @@ class Store:
             if not conn.in_transaction:
                 conn.publish_changes()
         return True
+
+    def complete_jobs(
+        self, conn: Connection, outcomes: Sequence[Outcome], *, worker_id: str, pid: int | None, queue: str = "*",
+    ) -> list[bool]:
+        """``complete_job`` for many outcomes, finished or to be retried, in one statement (not releases: those
+        go one by one). Returns, in order, whether each was written. Caller's transaction."""
+        if len(outcomes) < 2:
+            return [self.complete_job(conn, o, worker_id=worker_id, pid=pid, queue=queue) for o in outcomes]
+        payload = json.dumps([[o.id, o.attempts, o.state.value, o.completed_at, o.meta, o.error, o.scheduled_at,
+                               o.started_at] for o in outcomes], separators=(",", ":"))
+        written = {row[0] for row in _fetch(conn, self.q.COMPLETE_JOBS,
+                                            {"outcomes": payload, "worker_id": worker_id, "pid": pid})}
+        accepted = [o.id in written for o in outcomes]
+        changes = conn.pending_changes()
+        for outcome, ok in zip(outcomes, accepted, strict=True):
+            if not ok:
+                log.info("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
+            elif outcome.state in _RUNNABLE_AGAIN:
+                changes.add_claimable(queue, 1)
+            else:
+                changes.done = True
+        if not conn.in_transaction:
+            conn.publish_changes()
+        return accepted
 
     def mark_job_started(
         self, conn: Connection, job: QueuedJob, *, started_at: int, worker_id: str, pid: int | None

@@ -319,8 +319,9 @@ class Worker:
             for name, executor in self.executors.items():
                 if message.queue == "*" or (message.queue == name and not executor.wakes_directly):
                     executor.wake(message.count)
-                elif message.queue == name:
-                    # Pushers tell supervisors only of jobs that no idle child took: every child is busy.
+                elif message.queue == name and not executor.wake_idle():
+                    # Pushers tell supervisors only of jobs that no idle child took: every child is busy (or, with
+                    # a queue name too long to address an idle link, idle children are reached here).
                     self.hub.emit("worker.queue.full", {"queue": name})
         elif isinstance(message, wake.QueuesChanged):
             self.queues.changed()

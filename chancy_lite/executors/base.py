@@ -170,6 +170,16 @@ class Executor(abc.ABC):
         for slot in list(self.slots.values()):
             self.poke(slot, wake.work_message())
 
+    def wake_idle(self) -> int:
+        """Poke the children that advertise themselves idle through their mailboxes (a pusher could not reach
+        them: a queue name too long to address their idle link); returns how many."""
+        poked = 0
+        for slot in list(self.slots.values()):
+            if self.context.is_idle(self.queue.name, slot.key):
+                self.poke(slot, wake.work_message())
+                poked += 1
+        return poked
+
     def idle_count(self) -> int:
         """How many children are waiting for work right now."""
         if not self.wakes_directly:

@@ -141,6 +141,8 @@ class ProcessExecutor(Executor):
         loop = asyncio.get_running_loop()
         loop.remove_reader(process.sentinel)
         proc.kill_group(process.pid)  # whatever its jobs started and left running dies with it
+        if self.context.channel is not None:  # no push may hand a job to it any more
+            wake.remove_child_files(self.context.channel.directory, self.queue.name, key)
         lived = time.monotonic() - started
         task = loop.create_task(self._after_exit(key, process, lived))
         self._tasks.add(task)
