@@ -168,7 +168,7 @@ class Store:
         if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
             raise ValueError(f"prefix {prefix!r} must be letters, digits and '_' (such as 'chancy_')")
         self.prefix = prefix
-        self.q = _Statements(prefix)
+        self.q = statements(prefix)
         self.migrations: dict[str, list[Step]] = {CORE_KEY: sql.CORE_MIGRATIONS}
 
     @staticmethod
@@ -734,6 +734,15 @@ def _compile_rule(rule: tuple[Any, ...], now: int, *, finished: bool = False) ->
     return f"{column} {sql.PRUNE_OPERATORS[op]} ?", [value]
 
 
+def statements(prefix: str) -> _Statements:
+    """The statements of sql.py formatted for ``prefix``, made once per prefix (children forked from the template
+    share the template's)."""
+    found = _STATEMENTS.get(prefix)
+    if found is None:
+        found = _STATEMENTS[prefix] = _Statements(prefix)
+    return found
+
+
 class _Statements:
     """The statements of sql.py formatted for one prefix, as attributes."""
 
@@ -745,3 +754,6 @@ class _Statements:
 
     def __getattr__(self, name: str) -> str:  # for type checkers: every attribute is a str
         raise AttributeError(name)
+
+
+_STATEMENTS: dict[str, _Statements] = {}

@@ -150,6 +150,7 @@ class ProcessExecutor(Executor):
 
     async def _after_exit(self, key: str, process: Child | template.ForkedChild, lived: float) -> None:
         pid = process.pid
+        replacement: asyncio.Future[None] | None = None
         try:
             code = await process.wait()
             process.close()
@@ -158,18 +159,24 @@ class ProcessExecutor(Executor):
                 logging.DEBUG if expected else logging.WARNING, "child %s of queue %s exited (%s)",
                 pid, self.queue.name, describe_exit(code),
             )
+            # A child that dies right after starting (a broken file, a bad import) is restarted with backoff; any
+            # other is replaced at once, while its jobs are recovered (the new child claims what that frees).
+            self._restart_delay = 0.0 if lived > 5 or code == 0 else min(max(self._restart_delay * 2, 0.1), 30.0)
+            if not self.stopping and not self._restart_delay:
+                replacement = asyncio.ensure_future(self.spawn())
             await self.context.on_child_exit(pid, describe_exit(code), self.timeout_grace)
-            if not self.stopping:
-                # A child that dies right after starting (a broken file, a bad import) is restarted with backoff.
-                self._restart_delay = 0.0 if lived > 5 or code == 0 else min(max(self._restart_delay * 2, 0.1), 30.0)
-                if self._restart_delay:
-                    await asyncio.sleep(self._restart_delay)
+            if replacement is None and not self.stopping:
+                await asyncio.sleep(self._restart_delay)
                 if not self.stopping:
                     await self.spawn()
         finally:
-            future = self._exits.pop(key, None)
-            if future is not None and not future.done():
-                future.set_result(None)
+            try:
+                if replacement is not None:
+                    await replacement
+            finally:
+                future = self._exits.pop(key, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
 
     kills_children = True
 

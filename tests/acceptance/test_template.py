@@ -111,3 +111,19 @@ def test_a_killed_supervisor_takes_its_template_and_children_along(chancy: Chanc
         sup.wait(5)
         wait_until(lambda: gone(template) and all(gone(pid) for pid in children), timeout=10,
                    message="the template and the children exited")
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_a_child_that_leaves_runs_its_exit_handlers(chancy: Chancy, tmp_path: Path, start_method: str) -> None:
+    """A forked child skips the interpreter's teardown when it leaves, but not what a spawned child would do."""
+    declare(chancy, concurrency=1, maximum_jobs_per_worker=1, start_method=start_method)
+    path = tmp_path / "exited"
+
+    async def body(worker: Worker) -> QueuedJob | None:
+        ref = await chancy.push(Job(func="tests.jobs_template.at_exit", queue="t", kwargs={"path": str(path)}))
+        job = await chancy.wait_for_job(ref, timeout=20)
+        await until(path.exists, timeout=10, message="the exit handler ran")
+        return job
+
+    job = run_worker(chancy, body)
+    assert job is not None and job.state is SUCCEEDED
