@@ -41,7 +41,7 @@ from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
 from chancy_lite.outcome import Outcome, dump_meta, next_outcome, stored_view
 from chancy_lite.plugin import unpack_plugins
-from chancy_lite.store import Store, handed_job
+from chancy_lite.store import Store, claimed_jobs, handed_job, outcomes_payload
 from chancy_lite.utils import import_string, micros_now
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,8 @@ class Runner:
         self.store = Store(config.prefix)
         self.conn.publisher = self.channel.publish
         self.mailbox = wake.Listener(self.channel, wake.CHILD, name=wake.mailbox_name(config.key))
+        #: Taken around this child's write transactions (see db.WriterLock): the children of the file take turns.
+        self.writers = db.WriterLock(os.path.join(self.channel.directory, "writers.lock"))
         self.journal = Journal(
             os.path.join(self.channel.directory, journal_name(config.worker_id, self.pid, config.key))
         )
@@ -295,7 +297,7 @@ class Runner:
         config, store, pending = self.config, self.store, self.pending
 
         def write() -> list[QueuedJob]:
-            with self.conn:
+            with self.writers, self.conn:
                 updated = self.write_outcomes(pending)
                 if not batch.marked:
                     store.mark_job_started(self.conn, job, started_at=batch.began_at, worker_id=config.worker_id,
@@ -345,8 +347,9 @@ class Runner:
     def _exchange_locked(self, n: int) -> list[QueuedJob]:
         config, store = self.config, self.store
         pending = self.pending
-        with self.conn:
-            updated = self.write_outcomes(pending)
+        payload = outcomes_payload([o for o in pending if o.state is not State.PENDING])  # not holding the lock
+        with self.writers, self.conn:
+            updated = self.write_outcomes(pending, payload)
             now = self.now()
             window = int(config.rate_limit_window * 1_000_000) if config.rate_limit and config.rate_limit_window else 0
             self.rate_limited_until = None
@@ -356,27 +359,29 @@ class Runner:
                     self.conn, config.queue, n, now=now, limit=config.rate_limit or 0, window=window
                 )
                 self.rate_limited_until = window_end if n == 0 else None
-            jobs = (
-                store.claim_jobs(
+            rows = (
+                store.claim_job_rows(
                     self.conn, config.queue, n, now=now, worker_id=config.worker_id, pid=self.pid,
                     pid_start=self.pid_start,
                 )
                 if n
                 else []
             )
-            if jobs and window:
-                store.spend_rate_budget(self.conn, config.queue, used + len(jobs), now=now, window=window)
+            if rows and window:
+                store.spend_rate_budget(self.conn, config.queue, used + len(rows), now=now, window=window)
+        jobs = claimed_jobs(rows)  # after the commit: the other children need not wait for it
         self.pending = []
         self.journal.reset()
         self.written(pending, updated)
         return jobs
 
-    def write_outcomes(self, outcomes: list[Outcome]) -> list[QueuedJob]:
+    def write_outcomes(self, outcomes: list[Outcome], payload: str | None = None) -> list[QueuedJob]:
         """Write finished runs (in the caller's transaction). When plugins are shown written jobs, the accepted
         ones go to ``on_jobs_updated_in_transaction`` here and are returned for ``written`` after the commit."""
         config, store, conn = self.config, self.store, self.conn
         ended = [o for o in outcomes if o.state is not State.PENDING]  # written together, in one statement
-        done = store.complete_jobs(conn, ended, worker_id=config.worker_id, pid=self.pid, queue=config.queue)
+        done = store.complete_jobs(conn, ended, worker_id=config.worker_id, pid=self.pid, queue=config.queue,
+                                   payload=payload)
         accepted = dict(zip((o.id for o in ended), done, strict=True))
         for outcome in outcomes:
             if outcome.state is State.PENDING:  # given back (a shutdown, or past the batch window)
@@ -518,6 +523,7 @@ class Runner:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.identity)
         self.channel.close()
+        self.writers.close()
         self.conn.close()
 
     # ---- one job

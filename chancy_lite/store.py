@@ -72,6 +72,20 @@ def row_to_job(row: Sequence[Any]) -> QueuedJob:
     )
 
 
+def claimed_jobs(rows: Sequence[Row]) -> list[QueuedJob]:
+    """The jobs of ``Store.claim_job_rows``, in claim order (priority, then age)."""
+    jobs = [row_to_job(row) for row in rows]
+    if len(jobs) > 1:  # RETURNING gives no order guarantee
+        jobs.sort(key=lambda j: (-j.priority, j.id))
+    return jobs
+
+
+def outcomes_payload(outcomes: Sequence[Outcome]) -> str:
+    """The ``:outcomes`` JSON of ``COMPLETE_JOBS``."""
+    return json.dumps([[o.id, o.attempts, o.state.value, o.completed_at, o.meta, o.error, o.scheduled_at,
+                        o.started_at] for o in outcomes], separators=(",", ":"))
+
+
 def handed_job(row: Sequence[Any], worker_id: str) -> QueuedJob:
     """The job a child was handed over (its ``JobRow``), as its claim would have returned it."""
     (id_, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key) = row
@@ -351,12 +365,16 @@ class Store:
         self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None
     ) -> list[QueuedJob]:
         """Claim up to ``n`` due jobs (priority, then age) for this process. Caller opens the transaction."""
+        rows = self.claim_job_rows(conn, queue, n, now=now, worker_id=worker_id, pid=pid, pid_start=pid_start)
+        return claimed_jobs(rows)
+
+    def claim_job_rows(
+        self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None
+    ) -> list[Row]:
+        """``claim_jobs``, returning the rows as read (``claimed_jobs(rows)`` makes the jobs, after the commit:
+        the write lock is not held for that)."""
         params = {"queue": queue, "now": now, "worker_id": worker_id, "pid": pid, "pid_start": pid_start, "n": n}
-        statement = self.q.CLAIM_JOB if n == 1 else self.q.CLAIM_JOBS
-        jobs = [row_to_job(row) for row in _fetch(conn, statement, params)]
-        if n > 1:  # RETURNING gives no order guarantee
-            jobs.sort(key=lambda j: (-j.priority, j.id))
-        return jobs
+        return _fetch(conn, self.q.CLAIM_JOB if n == 1 else self.q.CLAIM_JOBS, params)
 
     def take_rate_budget(
         self, conn: Connection, queue: str, n: int, *, now: int, limit: int, window: int
@@ -416,15 +434,15 @@ class Store:
 
     def complete_jobs(
         self, conn: Connection, outcomes: Sequence[Outcome], *, worker_id: str, pid: int | None, queue: str = "*",
+        payload: str | None = None,
     ) -> list[bool]:
         """``complete_job`` for many outcomes, finished or to be retried, in one statement (not releases: those
-        go one by one). Returns, in order, whether each was written. Caller's transaction."""
+        go one by one). Returns, in order, whether each was written. Caller's transaction. ``payload`` is
+        ``outcomes_payload(outcomes)``, made beforehand by a caller that would not make it holding the lock."""
         if len(outcomes) < 2:
             return [self.complete_job(conn, o, worker_id=worker_id, pid=pid, queue=queue) for o in outcomes]
-        payload = json.dumps([[o.id, o.attempts, o.state.value, o.completed_at, o.meta, o.error, o.scheduled_at,
-                               o.started_at] for o in outcomes], separators=(",", ":"))
-        written = {row[0] for row in _fetch(conn, self.q.COMPLETE_JOBS,
-                                            {"outcomes": payload, "worker_id": worker_id, "pid": pid})}
+        params = {"outcomes": payload or outcomes_payload(outcomes), "worker_id": worker_id, "pid": pid}
+        written = {row[0] for row in _fetch(conn, self.q.COMPLETE_JOBS, params)}
         accepted = [o.id in written for o in outcomes]
         changes = conn.pending_changes()
         for outcome, ok in zip(outcomes, accepted, strict=True):

@@ -380,24 +380,22 @@ class _Server:
 def main() -> None:
     """The template process (``python -c "from chancy_lite.template import main; main()" FD``)."""
     sock = socket.socket(fileno=int(sys.argv[1]))
-    init = _recv(sock)
-    if init is None:
-        return
     from chancy_lite import proc
 
     proc.set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != init["parent"]:
-        return  # the supervisor died before we asked to be told
     # Blocked, not ignored: the supervisor decides (it closes our socket when it is done), and children inherit
     # the mask, so a signal sent to a child before it has its handlers waits for them (SIG_IGN would be lost).
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    for name in BASE_MODULES:  # while the supervisor gets on with its own start
+        importlib.import_module(name)
+    init = _recv(sock)
+    if init is None or os.getppid() != init["parent"]:
+        return  # the supervisor died (before we asked to be told)
     sys.path[:] = init["sys_path"]
     if init.get("alias"):
         from chancy_lite import alias
 
         alias.install()
-    for name in BASE_MODULES:
-        importlib.import_module(name)
     server = _Server(sock)
     server.preload(init.get("preload") or [])
     payload = server.serve()

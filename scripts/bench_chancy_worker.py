@@ -2,19 +2,24 @@
 
 Started by ``scripts/bench.py``, which declares the queues beforehand. Run as a script,
 ``scripts/`` is ``sys.path[0]``, and the children inherit it, so ``bench_jobs`` imports.
-Prints ``started <time.time()>`` once ``Worker.start()`` returned (the bench splits the start-up with it).
+Prints ``imported <time.time()> <time its imports began>`` once chancy_lite is imported, and ``started
+<time.time()>`` once ``Worker.start()`` returned (the bench splits the start-up with them).
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
 
-from chancy_lite import Chancy, Worker
+IMPORTING = time.time()
+
+import asyncio  # noqa: E402
+import sys  # noqa: E402
+
+from chancy_lite import Chancy, Worker  # noqa: E402
 
 
 async def main(path: str) -> None:
+    print(f"imported {time.time()} {IMPORTING}", flush=True)
     async with Chancy(path) as chancy, Worker(chancy, shutdown_timeout=10) as worker:
         print(f"started {time.time()}", flush=True)
         await worker.wait_for_shutdown()
