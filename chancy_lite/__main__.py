@@ -4,4 +4,5 @@ import sys
 
 from chancy_lite.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a tool imports every module (pkgutil.walk_packages)
+    sys.exit(main())

@@ -111,6 +111,8 @@ class Chancy:
         if self.path != db.MEMORY:
             conn.publisher = self._publish
             conn.handoff = self._handoff()
+        conn.store = self.store
+        conn.now = self.now
         return conn
 
     def _publish(self, changes: wake.Changes) -> None:
@@ -838,12 +840,13 @@ class Chancy:
 
 
 def _default_plugins() -> list[Any]:
-    """Chancy's default plugins that chancy_lite has: Leadership, Pruner, Recovery."""
+    """Chancy's default plugins that chancy_lite has: Leadership, Pruner, Recovery, WorkflowPlugin."""
     from chancy_lite.plugins.leadership import Leadership
     from chancy_lite.plugins.pruner import Pruner
     from chancy_lite.plugins.recovery import Recovery
+    from chancy_lite.plugins.workflow import WorkflowPlugin
 
-    return [Leadership(), Pruner(), Recovery()]
+    return [Leadership(), Pruner(), Recovery(), WorkflowPlugin()]
 
 
 def _state_values(states: Iterable[QueuedJob.State | str] | None) -> frozenset[str]:

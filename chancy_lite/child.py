@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two saves of a running job's meta by ``QueuedJob.progress``.
 PROGRESS_INTERVAL = 0.25
+#: Seconds between two looks of an idle child for jobs handed over to it that it never heard of.
+LOST_HANDOVER_CHECK = 30.0
 T = TypeVar("T")
 
 State = QueuedJob.State
@@ -134,6 +136,8 @@ class Runner:
         self.channel = wake.Channel(config.db_path)
         self.store = Store(config.prefix)
         self.conn.publisher = self.channel.publish
+        self.conn.store = self.store
+        self.conn.now = lambda: self.now()  # read at each call: chancy_lite.testing swaps in the app's clock
         self.mailbox = wake.Listener(self.channel, wake.CHILD, name=wake.mailbox_name(config.key))
         #: Taken around this child's write transactions (see db.WriterLock): the children of the file take turns.
         self.writers = db.WriterLock(os.path.join(self.channel.directory, "writers.lock"))
@@ -143,6 +147,7 @@ class Runner:
         self.pending: list[Outcome] = []
         self.average: float | None = None  # seconds per job, for sizing claims
         self.rate_limited_until: int | None = None  # when the queue's current rate-limit window ends
+        self.claimed_at: int | None = None  # the time of the last claim
         self.claim_hint: int | None = None  # jobs announced by the push that woke us
         self.current: QueuedJob | None = None
         self.in_job = False
@@ -161,6 +166,7 @@ class Runner:
         #: Jobs handed over to this child (held by it already, see chancy_lite.wake), not run yet.
         self.handed: list[QueuedJob] = []
         self._handed_ids: collections.deque[str] = collections.deque(maxlen=256)  # taken lately (no job twice)
+        self._lost_check_due = 0.0  # time.monotonic() from which an idle child looks for lost hand-overs again
         self.now: Callable[[], int] = micros_now  # the clock (chancy_lite.testing swaps in a controllable one)
         # The batch being run and its watcher; the lock also serialises the threads' use of the connection (the
         # watcher's, a progress timer's and this one's).
@@ -350,7 +356,7 @@ class Runner:
         payload = outcomes_payload([o for o in pending if o.state is not State.PENDING])  # not holding the lock
         with self.writers, self.conn:
             updated = self.write_outcomes(pending, payload)
-            now = self.now()
+            now = self.claimed_at = self.now()
             window = int(config.rate_limit_window * 1_000_000) if config.rate_limit and config.rate_limit_window else 0
             self.rate_limited_until = None
             used = 0
@@ -425,22 +431,19 @@ class Runner:
 
     def idle(self) -> None:
         """Nothing to claim: sleep until woken, until the next job is due, or until the poll interval."""
-        timeout = self.config.polling_interval
-        due = self.with_retry(lambda: self.store.next_due(self.conn, self.config.queue))
-        if due is not None and self.rate_limited_until is not None:
-            due = max(due, self.rate_limited_until)  # jobs wait, but not beyond the end of the rate window
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - self.now()) / 1e6))
+        timeout = self.with_retry(self.idle_timeout)
         if timeout <= 0:
             return
         messages = wake.wait_any([self.mailbox, self.inbox] if self.inbox is not None else [self.mailbox], timeout)
         self.handle_messages(messages)
-        if not messages and self.advertised and self.takes_handovers:
+        if not messages and self.advertised and self.takes_handovers and time.monotonic() >= self._lost_check_due:
             self.find_lost_handovers()
 
     def find_lost_handovers(self) -> None:
         """Jobs held by this idle child that it never heard of: a pusher handed one over and died before sending
-        it (or its datagram was lost). An idle child holds nothing else, so they are run now."""
+        it (or its datagram was lost). An idle child holds nothing else, so they are run now. Looked for at most
+        every ``LOST_HANDOVER_CHECK`` seconds: it is rare, and an idle child should cost next to nothing."""
+        self._lost_check_due = time.monotonic() + LOST_HANDOVER_CHECK
         held = self.with_retry(lambda: self.store.held_jobs(self.conn, self.config.worker_id, self.pid))
         for job in held:
             if str(job.id) not in self._handed_ids and job.started_at is None:
@@ -459,6 +462,21 @@ class Runner:
         """On the way out: jobs handed over and not run go back to wait (released, their attempt not counted)."""
         self.advertise(False)
         self.pending.extend(self.release(job) for job in self.take_handed())
+
+    def idle_timeout(self) -> float:
+        """After a claim that found nothing: how long to wait for a wake-up (seconds, at most the polling
+        interval). Until the next job is due; or, when due jobs wait on the queue's rate limit, until its window
+        ends; or, when they wait on their keys' limits, until a key's window ends or a later job falls due (a
+        key's running job that ends wakes the queue's workers itself)."""
+        now = self.now()
+        due = self.store.next_due(self.conn, self.config.queue)
+        if due is not None and self.rate_limited_until is not None:
+            due = max(due, self.rate_limited_until)  # jobs wait, but not beyond the end of the rate window
+        elif due is not None and due <= now:  # a window that ended since the claim counts: look again at once
+            due = self.store.next_unblocked(self.conn, self.config.queue, now=min(now, self.claimed_at or now))
+        if due is None:
+            return float(self.config.polling_interval)
+        return min(float(self.config.polling_interval), max(0.0, (due - now) / 1e6))
 
     def advertise(self, idle: bool) -> bool:
         """Show (or hide) this child to pushers as idle, through a link to its mailbox; True if it changed."""
@@ -622,7 +640,7 @@ class Runner:
                                elapsed=time.perf_counter() - started, started_at=started_at)
         if self.hooks.completing:
             outcome = self.hooks.job_completed(job, outcome, error)
-        if self.hooks.wants_updates:
+        if self.hooks.wants_updates and self.hooks.watches(job):
             self.ran[outcome.id] = job
         return outcome
 

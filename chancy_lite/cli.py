@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--limit", type=POSITIVE_INT, default=20, help="running jobs to list (20)")
     watch.add_argument("--plain", action="store_true", help="plain text even in a terminal")
     add_worker_commands(commands)
+    _add_transfer_commands(commands)
     return parser
 
 
@@ -313,9 +314,30 @@ def add_group(subparsers: Subparsers, name: str, summary: str) -> Subparsers:
 
 
 def add_worker_commands(subparsers: Subparsers) -> None:
-    """``worker start``: run a worker in this process until SIGTERM or Ctrl-C."""
+    """``worker start``: run a worker in this process until SIGTERM or Ctrl-C; ``worker web``: the same with the
+    dashboard (or the dashboard alone)."""
     workers = add_group(subparsers, "worker", "run workers")
     parser = add_command(workers, "start", cmd_worker_start, "run a worker until SIGTERM/Ctrl-C (twice: at once)")
+    _add_worker_options(parser)
+    web = add_command(
+        workers, "web", cmd_worker_web, "serve the dashboard and HTTP API, in a worker (or alone: --no-worker)",
+        epilog="Credentials: the app's Api plugin (--app), else CHANCY_LITE_WEB_PASSWORD (and "
+        "CHANCY_LITE_WEB_USERNAME, default admin); there is no default password. Prints 'dashboard: URL' once "
+        "it listens. --host, --port, --read-only and --root-path override the Api plugin's settings when given.",
+    )
+    web.add_argument("--host", help="the address to listen on (default 127.0.0.1: this machine only)")
+    web.add_argument("--port", type=PORT, help="the port (default 8000; 0: any free port)")
+    web.add_argument("--read-only", action="store_true", help="allow no action (retry, cancel, purge, queues)")
+    web.add_argument("--no-login", action="store_true", help="ask for no login (only with --read-only)")
+    web.add_argument("--root-path", help="the path prefix a reverse proxy serves the dashboard under")
+    web.add_argument("--allow-origin", action="append", dest="allow_origins", metavar="ORIGIN",
+                     help="an origin allowed by CORS to call the JSON API (repeatable)")
+    web.add_argument("--debug", action="store_true", help="log every request and show tracebacks")
+    web.add_argument("--no-worker", action="store_true", help="serve the dashboard only: run no jobs")
+    _add_worker_options(web)
+
+
+def _add_worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker-id", help="a stable id for this worker (default: a new one)")
     parser.add_argument("--tags", nargs="+", default=[], metavar="TAG", help="extra worker tags queues can match")
     parser.add_argument(
@@ -340,12 +362,46 @@ def _queue_spec(text: str) -> tuple[str, int | None]:
 
 
 def cmd_worker_start(app: Chancy, args: argparse.Namespace) -> int:
+    if not args.verbose:
+        _configure_logging(1)
+    return _run_worker(app, args)
+
+
+def cmd_worker_web(app: Chancy, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from chancy_lite.plugins.api import Api
+
+    if not args.verbose:
+        _configure_logging(1)
+    plugin = app.plugins.get(Api.get_identifier())
+    if plugin is None:
+        plugin = Api(
+            host=args.host or "127.0.0.1", port=8000 if args.port is None else args.port, read_only=args.read_only,
+            login_required=not args.no_login, root_path=args.root_path or "", allow_origins=args.allow_origins,
+            debug=args.debug,
+        )
+        app.plugins[plugin.get_identifier()] = plugin
+    else:  # the app's own plugin: flags given explicitly win (Chancy 0.26, #68)
+        plugin.host = args.host or plugin.host
+        plugin.port = plugin.port if args.port is None else args.port
+        plugin.read_only = plugin.read_only or args.read_only
+        plugin.root_path = plugin.root_path if args.root_path is None else args.root_path.rstrip("/")
+        plugin.allow_origins = args.allow_origins or plugin.allow_origins
+        plugin.debug = plugin.debug or args.debug
+    plugin.bind()
+    print(f"dashboard: {plugin.url}", flush=True)
+    if args.no_worker:
+        asyncio.run(plugin.serve(app, handle_signals=True))
+        return 0
+    return _run_worker(app, args)
+
+
+def _run_worker(app: Chancy, args: argparse.Namespace) -> int:
     import asyncio
 
     from chancy_lite.worker import Worker
 
-    if not args.verbose:
-        _configure_logging(1)
     for name, concurrency in args.queue:
         _declare_for_worker(app, name, concurrency)
     worker = Worker(
@@ -386,6 +442,7 @@ def _number(convert: Callable[[str], Any], what: str, valid: Callable[[Any], boo
 
 POSITIVE_INT = _number(int, "an integer >= 1", lambda v: v >= 1)
 NON_NEGATIVE_INT = _number(int, "an integer >= 0", lambda v: v >= 0)
+PORT = _number(int, "a port number from 0 to 65535", lambda v: 0 <= v <= 65535)
 POSITIVE_SECONDS = _number(float, "a number of seconds > 0", lambda v: v > 0)
 NON_NEGATIVE_SECONDS = _number(float, "a number of seconds >= 0", lambda v: v >= 0)
 DELAY_SECONDS = _number(float, f"a number of seconds from 0 to {MAX_SECONDS:g}", lambda v: 0 <= v <= MAX_SECONDS)
@@ -454,8 +511,8 @@ def _add_push_command(queues: Subparsers) -> None:
     push = add_command(
         queues, "push", cmd_queue_push, "push a job; prints its id",
         epilog="If FUNC can be imported here, its @job(...) settings (queue, priority, max_attempts, limits, "
-        "unique_key, kwargs, meta) are the defaults, and the options given replace them; if not, it is pushed as "
-        "given with a warning (a worker may still import it).",
+        "unique_key, per-key limits, kwargs, meta) are the defaults, and the options given replace them; if not, "
+        "it is pushed as given with a warning (a worker may still import it).",
     )
     push.add_argument("func", help="the job function's import path, e.g. myproject.jobs.send_email")
     push.add_argument("--queue", help="default: the function's @job queue, else default")
@@ -466,6 +523,13 @@ def _add_push_command(queues: Subparsers) -> None:
         "--max-attempts", type=int, metavar="N", help="total number of tries (default: @job's, else 1)"
     )
     push.add_argument("--unique-key", metavar="K", help="push nothing if an unfinished job has this key")
+    push.add_argument("--limit-key", metavar="K",
+                      help="the key whose jobs share --concurrency-max and --rate-limit (such as a customer id)")
+    push.add_argument("--concurrency-max", type=POSITIVE_INT, metavar="N",
+                      help="at most N jobs of the limit key run at once, across every worker")
+    push.add_argument("--rate-limit", type=POSITIVE_INT, metavar="N",
+                      help="at most N jobs of the limit key claimed per --rate-limit-window")
+    push.add_argument("--rate-limit-window", type=POSITIVE_SECONDS, metavar="S", help="seconds")
     when = push.add_mutually_exclusive_group()
     when.add_argument("--delay", type=DELAY_SECONDS, default=0.0, metavar="SECONDS", help="run no sooner")
     when.add_argument("--at", type=DATETIME, metavar="DATETIME",
@@ -589,7 +653,8 @@ def cmd_queue_delete(app: Chancy, args: argparse.Namespace) -> int:
 def cmd_queue_push(app: Chancy, args: argparse.Namespace) -> int:
     given = {
         "queue": args.queue, "priority": args.priority, "max_attempts": args.max_attempts,
-        "unique_key": args.unique_key,
+        "unique_key": args.unique_key, "limit_key": args.limit_key, "concurrency_max": args.concurrency_max,
+        "rate_limit": args.rate_limit, "rate_limit_window": args.rate_limit_window,
         "kwargs": _json_object(args.kwargs, "--kwargs") if args.kwargs is not None else None,
         "meta": _json_object(args.meta, "--meta") if args.meta is not None else None,
     }
@@ -743,6 +808,92 @@ def cmd_cron_remove(app: Chancy, args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_transfer_commands(commands: Subparsers) -> None:
+    """``export --to`` and ``import --from``: move queues and jobs between the file and Chancy on Postgres."""
+    export = add_command(commands, "export", cmd_export,
+                         "copy queues, waiting jobs, cron schedules and workflows to Chancy on Postgres",
+                         epilog="The target must be migrated by Chancy 0.25 or 0.26 itself."
+                                " Needs chancy-lite[postgres].")
+    export.add_argument("--to", required=True, metavar="DSN", dest="dsn", help="postgresql://user@host/db")
+    export.add_argument("--drop-key-limits", action="store_true",
+                        help="copy waiting jobs with per-key limits without them (Chancy has none)")
+    imp = add_command(commands, "import", cmd_import, "copy a Chancy Postgres queue into this file",
+                      needs_schema=False, creates_file=True)
+    imp.add_argument("--from", required=True, metavar="DSN", dest="dsn", help="postgresql://user@host/db")
+    for parser in (export, imp):
+        parser.add_argument("--include-finished", action="store_true", help="also succeeded and failed jobs")
+        parser.add_argument("--since", type=DATETIME, help="with --include-finished: only jobs finished since then")
+        parser.add_argument("--requeue-running", action="store_true",
+                            help="copy running jobs as waiting (and go ahead despite live workers)")
+        parser.add_argument("--dry-run", action="store_true", help="write nothing; list every blocker and the counts")
+        parser.add_argument("--batch-size", type=POSITIVE_INT, default=1000, help="jobs per transaction (1000)")
+        parser.add_argument("--json", action="store_true", help="the report as JSON")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def cmd_export(app: Chancy, args: argparse.Namespace) -> int:
+    from chancy_lite.export import export_to_postgres
+
+    return _transfer(export_to_postgres, app, args)
+
+
+def cmd_import(app: Chancy, args: argparse.Namespace) -> int:
+    from chancy_lite.export import import_from_postgres
+
+    return _transfer(import_from_postgres, app, args)
+
+
+def _transfer(fn: Callable[..., Any], app: Chancy, args: argparse.Namespace) -> int:
+    """Exit 0 when copied and verified (or a dry run without blockers), 1 for blockers or missing rows."""
+    from chancy_lite.export import ExportBlockedError, VerificationError, describe
+
+    if args.since is not None and not args.include_finished:
+        raise UsageError("--since goes with --include-finished")
+    bar = None if args.no_progress or args.dry_run else ProgressBar(sys.stderr, "jobs")
+    try:
+        extra = {"drop_key_limits": True} if getattr(args, "drop_key_limits", False) else {}
+        report = fn(app, args.dsn, include_finished=args.include_finished, since=args.since,
+                    requeue_running=args.requeue_running, dry_run=args.dry_run, batch_size=args.batch_size,
+                    progress=bar, **extra)
+    except ExportBlockedError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except VerificationError as exc:
+        report = exc.report
+    finally:
+        if bar is not None:
+            bar.close()
+    print(describe(report) if args.json else report.summary())
+    ok = not report.blockers and (report.dry_run or report.verified)
+    return 0 if ok else 1
+
+
+class ProgressBar:
+    """``done/total`` on one redrawn line in a terminal; in a pipe, a line at each tenth of the way."""
+
+    def __init__(self, stream: Any, unit: str, width: int = 30) -> None:
+        self.stream, self.unit, self.width = stream, unit, width
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.shown = -1
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        total = max(total, done, 1)
+        if self.tty:
+            filled = self.width * done // total
+            self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {self.unit}")
+            self.drawn = True
+        elif (tenth := 10 * done // total) > self.shown:
+            self.shown = tenth
+            self.stream.write(f"{done}/{total} {self.unit}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
 def cmd_watch(app: Chancy, args: argparse.Namespace) -> int:
     from chancy_lite import watch
 
@@ -818,7 +969,8 @@ def describe_job(job: QueuedJob) -> str:
     fields: list[tuple[str, object]] = [
         ("id", job.id), ("func", job.func), ("queue", job.queue), ("state", job.state.value),
         ("attempts", f"{job.attempts}/{job.max_attempts}"), ("priority", job.priority),
-        ("unique_key", job.unique_key), ("created_at", job.created_at), ("scheduled_at", job.scheduled_at),
+        ("unique_key", job.unique_key), ("limit_key", job.limit_key), ("key_limits", _key_limits(job)),
+        ("created_at", job.created_at), ("scheduled_at", job.scheduled_at),
         ("started_at", job.started_at), ("completed_at", job.completed_at), ("kwargs", _json_text(job.kwargs)),
         ("meta", _json_text(job.meta)), ("limits", ", ".join(_limit(lim) for lim in job.limits) or None),
         ("errors", len(job.errors)),
@@ -833,6 +985,15 @@ def describe_job(job: QueuedJob) -> str:
 
 def _precise(value: object) -> str:
     return value.isoformat() if isinstance(value, dt.datetime) else _cell(value)
+
+
+def _key_limits(job: QueuedJob) -> str | None:
+    parts = []
+    if job.concurrency_max is not None:
+        parts.append(f"at most {job.concurrency_max} running")
+    if job.rate_limit is not None:
+        parts.append(f"at most {job.rate_limit} per {job.rate_limit_window:g} s")
+    return ", ".join(parts) or None
 
 
 def _limit(limit: Limit) -> str:

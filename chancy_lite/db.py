@@ -175,6 +175,12 @@ class Connection(apsw.Connection):
         #: The wake-up channel through which single pushes are handed over to idle children; None: never.
         self.handoff: wake.Channel | None = None
         self._changes: wake.Changes | None = None
+        #: The core ``Store`` (so the table prefix) and the clock (integer µs since the epoch) of whoever writes
+        #: through this connection, set by ``Chancy.connect`` and by worker children: a plugin's
+        #: ``on_jobs_updated_in_transaction`` gets only this connection (and ``worker=None`` in a child), and
+        #: reads them to write its own rows and push jobs in the same transaction. None / the wall clock when unset.
+        self.store: Any = None
+        self.now: Callable[[], int] = _wall_micros
 
     def pending_changes(self) -> wake.Changes:
         """What the current transaction changed so far, published once it commits (see ``publish_changes``).
@@ -231,6 +237,10 @@ class WriterLock:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
+
+
+def _wall_micros() -> int:
+    return time.time_ns() // 1000
 
 
 def _create_private(path: str) -> None:
@@ -309,6 +319,10 @@ def connect(
             wait = busy_handler(busy_timeout)
             conn.set_busy_handler(wait)
             conn.transaction_mode = "IMMEDIATE"
+            # Plans never depend on bound values. Otherwise SQLite re-prepares a statement on every run once its
+            # planner looked at a bound value (the claim's :queue, against its ORDER BY): a one-job claim in its own
+            # transaction took 88 µs here, 36 µs without.
+            conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
             conn.wal_autocheckpoint(autocheckpoint)
             if path != MEMORY:
                 mode = _switch_to_wal(conn, wait)

@@ -16,6 +16,9 @@ pass the real ``Worker``. Per hook (as Chancy 0.26, ``chancy/worker.py`` and ``c
   backoff), so it must have no outside side effects.
 * ``on_job_updated(job=, worker=)``: after that commit, once per accepted job, in order. Errors are logged.
 
+A plugin that overrides ``wants_updates_for(job)`` is shown only the updates of the jobs it returns True for (the
+WorkflowPlugin: jobs of workflows); when every such plugin filters, the other jobs' runs are not even kept for them.
+
 A run given back unstarted (a batch handed to other children, a worker stopping) is not an update.
 Plugins that override none of these cost nothing per job.
 """
@@ -69,6 +72,11 @@ class JobHooks:
         self.in_transaction = [p for p in plugins if overrides(p, "on_jobs_updated_in_transaction")]
         #: Whether finished runs must be shown to plugins after they are written (jobs then need keeping).
         self.wants_updates = bool(self.updated or self.in_transaction)
+        watchers = [*self.in_transaction, *(p for p in self.updated if p not in self.in_transaction)]
+        self._filtering = {id(p) for p in watchers if overrides(p, "wants_updates_for")}
+        #: The filters of the plugins shown updates, when every one of them filters (else None: keep every job).
+        self._filters = ([p.wants_updates_for for p in watchers]
+                         if watchers and len(self._filtering) == len(watchers) else None)
         self._local = threading.local()
 
     def __bool__(self) -> bool:
@@ -80,6 +88,16 @@ class JobHooks:
         if loop is None:
             loop = self._local.loop = asyncio.new_event_loop()
         return loop.run_until_complete(coroutine)
+
+    def watches(self, job: QueuedJob) -> bool:
+        """Whether a plugin wants ``job``'s update (see ``Plugin.wants_updates_for``): keep its run until written."""
+        return self._filters is None or any(wants(job) for wants in self._filters)
+
+    def _shown(self, plugin: Any, jobs: Sequence[QueuedJob]) -> Sequence[QueuedJob]:
+        """The jobs whose updates ``plugin`` is shown."""
+        if id(plugin) not in self._filtering:
+            return jobs
+        return [job for job in jobs if plugin.wants_updates_for(job)]
 
     def close(self) -> None:
         loop = getattr(self._local, "loop", None)
@@ -122,8 +140,11 @@ class JobHooks:
         if not (jobs and self.in_transaction):
             return
         for plugin in self.in_transaction:
+            shown = self._shown(plugin, jobs)
+            if not shown:
+                continue
             try:
-                self.run(plugin.on_jobs_updated_in_transaction(worker=self.worker, jobs=jobs, cursor=conn))
+                self.run(plugin.on_jobs_updated_in_transaction(worker=self.worker, jobs=shown, cursor=conn))
             except Exception as exc:
                 log.exception("plugin %s: on_jobs_updated_in_transaction failed; the write is rolled back and "
                               "tried again", _name(plugin))
@@ -132,6 +153,8 @@ class JobHooks:
     async def ajobs_updated(self, jobs: Sequence[QueuedJob]) -> None:
         for job in jobs:
             for plugin in self.updated:
+                if id(plugin) in self._filtering and not plugin.wants_updates_for(job):
+                    continue
                 try:
                     await plugin.on_job_updated(job=job, worker=self.worker)
                 except Exception:

@@ -68,6 +68,7 @@ class Limit:
 
 
 _MAX_LIMITS = {Limit.Type.TIME: 1e9, Limit.Type.MEMORY: 2**62}  # past these, timers and rlimits overflow
+_MIN_WINDOW, _MAX_WINDOW = 0.001, 1e9  # seconds: a window shorter than a claim means nothing
 
 
 def _check(condition: bool, message: str) -> None:
@@ -75,9 +76,64 @@ def _check(condition: bool, message: str) -> None:
         raise InvalidJobError(message)
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**62
+
+
+def _check_key_limits(job: Job) -> None:
+    """The per-key limits of a job (see ``Job``): a key, and at least one limit for it."""
+    key = job.limit_key
+    if key is None and job.concurrency_max is None and job.rate_limit is None and job.rate_limit_window is None:
+        return
+    _check(
+        key is None or (isinstance(key, str) and key != "" and is_text(key)),
+        f"limit_key must be a non-empty string (such as a customer id) or None, got {key!r}",
+    )
+    _check(
+        job.concurrency_max is None or _is_count(job.concurrency_max),
+        f"concurrency_max must be an integer >= 1 (the most jobs of its limit_key running at once) or None,"
+        f" got {job.concurrency_max!r}",
+    )
+    _check(
+        (job.rate_limit is None) == (job.rate_limit_window is None),
+        "rate_limit and rate_limit_window go together: give both (N jobs of its limit_key per W seconds) or"
+        " neither; Job.with_rate_limit(n, seconds, key=...) sets both",
+    )
+    _check(
+        job.rate_limit is None or _is_count(job.rate_limit),
+        f"rate_limit must be an integer >= 1 (jobs of its limit_key claimed per window), got {job.rate_limit!r}",
+    )
+    window = job.rate_limit_window
+    _check(
+        window is None or (
+            isinstance(window, int | float) and not isinstance(window, bool) and _MIN_WINDOW <= window <= _MAX_WINDOW
+        ),
+        f"rate_limit_window must be a number of seconds from {_MIN_WINDOW:g} to {_MAX_WINDOW:g}, got {window!r}",
+    )
+    limited = job.concurrency_max is not None or job.rate_limit is not None
+    _check(
+        key is None or limited,
+        f"limit_key {key!r} limits nothing: add .with_concurrency(n) and/or .with_rate_limit(n, seconds), or drop"
+        " the key",
+    )
+    _check(
+        key is not None or not limited,
+        "concurrency_max and rate_limit apply per limit_key: give the key the limited jobs share, such as"
+        " job.with_concurrency(2, key='customer-42')",
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Job:
-    """A unit of work: which function to call, with what, and how."""
+    """A unit of work: which function to call, with what, and how.
+
+    Per-key limits (chancy_lite's take on Chancy PR #50): jobs that share a ``limit_key`` (a customer id, say) share
+    its limits, across every worker, process and queue of the file. ``concurrency_max``: at most that many of them
+    are claimed (running) at once. ``rate_limit`` per ``rate_limit_window`` seconds: at most that many are claimed
+    per fixed window (windows start at whole multiples of the window since the epoch, as queue rate limits). Set
+    them with ``with_concurrency`` and ``with_rate_limit``. A job its key's limits hold back waits without holding
+    up other jobs; give every job of a key the same limits (each job is checked against its own).
+    """
 
     func: str
     queue: str = "default"
@@ -88,6 +144,10 @@ class Job:
     scheduled_at: dt.datetime = dataclasses.field(default_factory=utcnow)
     unique_key: str | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    limit_key: str | None = None
+    concurrency_max: int | None = None  # jobs of limit_key running at once
+    rate_limit: int | None = None  # claims of limit_key per rate_limit_window
+    rate_limit_window: float | None = None  # seconds
 
     def __post_init__(self) -> None:
         if callable(self.func) and not isinstance(self.func, str):
@@ -136,6 +196,7 @@ class Job:
             "limits must be a list of Limit objects",
         )
         object.__setattr__(self, "limits", list(self.limits))
+        _check_key_limits(self)
 
     @classmethod
     def from_func(cls, func: Callable[..., Any], **fields: Any) -> Job:
@@ -165,6 +226,40 @@ class Job:
     def with_meta(self, meta: dict[str, Any]) -> Job:
         return dataclasses.replace(self, meta=meta)
 
+    def with_concurrency(self, max_concurrent: int, key: str | None = None) -> Job:
+        """At most ``max_concurrent`` (an int >= 1) jobs of ``key`` run at once, across every worker of the file.
+
+        ``key`` (such as ``"customer-42"``) becomes the job's ``limit_key``; None keeps the key it has. A job over
+        the cap waits, holding up no other job, until a running job of its key ends. As Chancy PR #50's
+        ``Job.with_concurrency(max_concurrent, key=...)``. Raises InvalidJobError for a cap below 1, a missing key,
+        or a key other than the one the job's rate limit uses.
+        """
+        key = self._limit_key_for(key, "with_concurrency", other="rate_limit")
+        return dataclasses.replace(self, limit_key=key, concurrency_max=max_concurrent)
+
+    def with_rate_limit(self, limit: int, window: float, key: str | None = None) -> Job:
+        """At most ``limit`` (an int >= 1) jobs of ``key`` are claimed per fixed window of ``window`` seconds
+        (0.001 to 1e9), across every worker of the file.
+
+        ``key`` becomes the job's ``limit_key``; None keeps the key it has. A job over the budget waits, holding up
+        no other job, until the next window. Raises InvalidJobError for bad numbers, a missing key, or a key
+        other than the one the job's concurrency cap uses.
+        """
+        key = self._limit_key_for(key, "with_rate_limit", other="concurrency_max")
+        return dataclasses.replace(self, limit_key=key, rate_limit=limit, rate_limit_window=window)
+
+    def _limit_key_for(self, key: str | None, method: str, *, other: str) -> str | None:
+        if key is None and self.limit_key is None:
+            raise InvalidJobError(
+                f"{method}() needs a key: the jobs that share one share the limit, e.g. key='customer-42'"
+            )
+        if key is not None and self.limit_key is not None and key != self.limit_key and getattr(self, other):
+            raise InvalidJobError(
+                f"{method}(key={key!r}): this job's {other} already applies to limit_key {self.limit_key!r}, and a"
+                " job has one limit key for its concurrency cap and rate limit: use the same key for both"
+            )
+        return key if key is not None else self.limit_key
+
     def limit(self, type_: Limit.Type) -> int | float | None:
         """The value of the limit of this type, if the job has one."""
         for lim in self.limits:
@@ -184,6 +279,8 @@ class Job:
             "u": self.unique_key,
             "q": self.queue,
             "m": self.meta,
+            **({"lk": self.limit_key, "lc": self.concurrency_max, "lr": self.rate_limit, "lw": self.rate_limit_window}
+               if self.limit_key is not None else {}),
         }
 
     @classmethod
@@ -198,6 +295,10 @@ class Job:
             unique_key=data.get("u"),
             queue=data.get("q", "default"),
             meta=data.get("m") or {},
+            limit_key=data.get("lk"),
+            concurrency_max=data.get("lc"),
+            rate_limit=data.get("lr"),
+            rate_limit_window=data.get("lw"),
         )
 
 

@@ -39,6 +39,7 @@ class Outcome:
     error: str | None = None  # one JSON error entry to append, or None
     scheduled_at: int | None = None  # when a retry is due, or None to keep
     started_at: int | None = None  # when the run began (µs), for a row that has no start yet
+    frees_key: bool = False  # the job counted toward its key's concurrency cap: its end may let another run
 
 
 def next_outcome(
@@ -76,6 +77,7 @@ def next_outcome(
         meta=meta,
         error=error_entry(job.attempts, error) if error is not None else None,
         started_at=started_at,
+        frees_key=job.concurrency_max is not None,
     )
 
 

@@ -3,7 +3,7 @@
 Where each part runs:
 
 * in the **supervisor** (the ``Worker``'s process and event loop): ``run(worker, chancy)``, ``on_worker_started``,
-  ``on_worker_stopped``, ``cleanup``;
+  ``on_worker_stopped``, and ``cleanup`` (called by the leader's Pruner after each of its passes);
 * job hooks (``on_job_starting``, ``on_job_completed``, ``on_jobs_updated_in_transaction``, ``on_job_updated``)
   where the job runs: in the **worker child** that runs it, on a copy of the plugin (pickled when the worker
   starts, so a plugin with job hooks must pickle; ``worker`` is None there), or in the supervisor for the Async
@@ -80,8 +80,15 @@ class Plugin:
     async def on_jobs_updated_in_transaction(self, *, worker: Worker, jobs: Sequence[QueuedJob], cursor: Any) -> None:
         """Inside the transaction that writes job updates, before it commits."""
 
+    def wants_updates_for(self, job: QueuedJob) -> bool:
+        """Whether ``on_jobs_updated_in_transaction`` and ``on_job_updated`` are shown ``job``'s update: a cheap
+        filter, asked with the job as claimed (before it runs) and as stored after it. The default shows every
+        job; a plugin that cares about few jobs says which, so the others cost nothing. Not in Chancy."""
+        return True
+
     async def cleanup(self, chancy: Chancy) -> int | None:
-        """Called once when the worker stops."""
+        """Prune the plugin's own data; the Pruner calls it on the leader after each of its passes (as Chancy).
+        Returns how many rows it removed, or None for a plugin with nothing to prune."""
         return None
 
     def migrate_key(self) -> str | None:

@@ -138,9 +138,85 @@ CORE_MIGRATIONS: list[tuple[list[str], list[str]]] = [
             "DROP TABLE IF EXISTS {p}jobs",
         ],
     ),
+    # (up, down) for version 2: per-key limits. A job may carry a limit key (a customer id, say) and its limits,
+    # key_limits = JSON [concurrency_max, rate_limit, rate_limit_window in µs] (nulls for those it has not): a cap on
+    # the running jobs of that key and/or a budget of claims per fixed window, shared by every job of the key. Two
+    # columns, not four: every column costs each claim of every job, keyed or not. Waiting jobs are indexed apart,
+    # unkeyed and keyed, so that a claim of unkeyed jobs never reads a keyed row.
+    (
+        [
+            "ALTER TABLE {p}jobs ADD COLUMN limit_key TEXT",
+            "ALTER TABLE {p}jobs ADD COLUMN key_limits TEXT",
+            "DROP INDEX {p}jobs_claim",
+            # Serves the claim of unkeyed jobs (as jobs_claim did for every job).
+            """
+            CREATE INDEX {p}jobs_claim_unkeyed
+            ON {p}jobs (queue, priority DESC, id, scheduled_at, attempts, max_attempts, state, limit_key)
+            WHERE state IN ('pending', 'retrying') AND limit_key IS NULL
+            """,
+            # Waiting keyed jobs of a queue in claim order, with their limits: the next ones a claim may take. (The
+            # keyed indexes test limit_key first: the row of an unkeyed job, written at each change of its state,
+            # fails the first test.)
+            """
+            CREATE INDEX {p}jobs_claim_keyed
+            ON {p}jobs (queue, priority DESC, id, scheduled_at, attempts, max_attempts, state, limit_key, key_limits)
+            WHERE limit_key IS NOT NULL AND state IN ('pending', 'retrying')
+            """,
+            # The same by key: a claim steps over a key whose jobs all wait on its limits in one seek.
+            """
+            CREATE INDEX {p}jobs_keyed_by_key
+            ON {p}jobs (queue, limit_key, priority DESC, id, scheduled_at, attempts, max_attempts, state)
+            WHERE limit_key IS NOT NULL AND state IN ('pending', 'retrying')
+            """,
+            # Running keyed jobs by key: what a key's concurrency cap counts.
+            """
+            CREATE INDEX {p}jobs_keyed_running ON {p}jobs (limit_key)
+            WHERE limit_key IS NOT NULL AND state = 'running'
+            """,
+            # Each key's current rate-limit window and the claims counted in it.
+            """
+            CREATE TABLE {p}key_rate_limits (
+                key TEXT PRIMARY KEY,
+                window_start INTEGER NOT NULL,
+                window_end INTEGER NOT NULL,
+                count INTEGER NOT NULL
+            )
+            """,
+            # Serves "when does the next key's window end?" (sleeping workers) and dropping windows that ended.
+            "CREATE INDEX {p}key_rate_limits_end ON {p}key_rate_limits (window_end)",
+        ],
+        [
+            "DROP TABLE IF EXISTS {p}key_rate_limits",
+            "DROP INDEX IF EXISTS {p}jobs_keyed_running",
+            "DROP INDEX IF EXISTS {p}jobs_keyed_by_key",
+            "DROP INDEX IF EXISTS {p}jobs_claim_keyed",
+            "DROP INDEX IF EXISTS {p}jobs_claim_unkeyed",
+            """
+            CREATE INDEX {p}jobs_claim
+            ON {p}jobs (queue, priority DESC, id, scheduled_at, attempts, max_attempts, state)
+            WHERE state IN ('pending', 'retrying')
+            """,
+            "ALTER TABLE {p}jobs DROP COLUMN key_limits",
+            "ALTER TABLE {p}jobs DROP COLUMN limit_key",
+        ],
+    ),
+    # (up, down) for version 3: finished jobs by state and queue, in id order, for the dashboard (chancy_lite.web): a
+    # page of a queue's failed jobs, the next page after an id, a capped count and the queues holding finished jobs
+    # are each a range of this index, however many jobs the file holds. Partial: a job enters it once, when it
+    # finishes, so pushes and claims do not pay for it (a full index on (state, queue, id) cost ~15 % more CPU per
+    # job in push + claim + complete, measured in-process).
+    (
+        [
+            """
+            CREATE INDEX {p}jobs_finished_by_queue ON {p}jobs (state, queue, id)
+            WHERE state IN ('succeeded', 'failed')
+            """,
+        ],
+        ["DROP INDEX IF EXISTS {p}jobs_finished_by_queue"],
+    ),
 ]
 
-# Version 2: finished jobs are counted as they finish, so that count_jobs() never reads them all (waiting and
+# Version 4: finished jobs are counted as they finish, so that count_jobs() never reads them all (waiting and
 # running jobs are counted from their partial indexes, a small set). Triggers keep the counts exact whatever
 # writes the table: a job that finishes or is inserted finished counts, one that leaves (retried, deleted,
 # pruned, purged) uncounts. Rows at 0 stay (count_jobs() skips them).
@@ -188,14 +264,16 @@ CORE_MIGRATIONS.append(
 
 _JOB_COLUMNS = (
     "id, queue, func, kwargs, limits, meta, state, priority, attempts, max_attempts, taken_by,"
-    " created_at, started_at, completed_at, scheduled_at, unique_key, errors"
+    " created_at, started_at, completed_at, scheduled_at, unique_key, errors,"
+    " limit_key, key_limits"
 )
 
 # push: a new pending job. A duplicate active unique_key inserts nothing.
 INSERT_JOB = """
 INSERT INTO {p}jobs
-    (id, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (id, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key,
+     limit_key, key_limits)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running', 'retrying') DO NOTHING
 """
 # push handed over (see chancy_lite.wake): a new job inserted already running, held by an idle child (as its claim
@@ -203,8 +281,8 @@ ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', '
 INSERT_HANDED_JOB = """
 INSERT INTO {p}jobs
     (id, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key,
-     state, taken_by, holder_pid, holder_start)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)
+     limit_key, key_limits, state, taken_by, holder_pid, holder_start)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)
 """
 # hand-over not delivered (the child left): running (held by that child, never started) -> pending.
 RELEASE_HANDED_JOB = """
@@ -220,40 +298,151 @@ WHERE unique_key = ? AND state IN ('pending', 'running', 'retrying')
 GET_JOB = "SELECT " + _JOB_COLUMNS + " FROM {p}jobs WHERE id = ?"
 GET_JOBS = "SELECT " + _JOB_COLUMNS + " FROM {p}jobs WHERE id IN (SELECT value FROM json_each(?))"
 
-# claim (one job): pending/retrying + due + attempts left -> running, held by (worker, pid).
-CLAIM_JOB = (
-    """
+# The unkeyed jobs a claim may take: due, attempts left, in claim order.
+_UNKEYED_DUE = """
+    SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_claim_unkeyed
+    WHERE queue = :queue AND state IN ('pending', 'retrying') AND limit_key IS NULL
+        AND scheduled_at <= :now AND attempts < max_attempts"""
+# The LIMIT of a claim: none while due keyed jobs wait in :queue (the store then takes the path that weighs their
+# keys' limits). A seek into an index of keyed jobs only, evaluated once before the scan: as a WHERE term, SQLite
+# would test it on every row the scan reads, and read them all.
+_UNLESS_KEYED_WAIT = """CASE WHEN EXISTS (
+        SELECT 1 FROM {p}jobs INDEXED BY {p}jobs_claim_keyed
+        WHERE queue = :queue AND state IN ('pending', 'retrying') AND limit_key IS NOT NULL AND scheduled_at <= :now
+    ) THEN 0 ELSE """
+# claim: pending/retrying + due + attempts left -> running, held by (worker, pid). One job: started now. A batch of
+# up to :n: started_at stays NULL, as the child runs the batch's jobs one after another, and a job shows that it
+# started only once it did (MARK_JOB_STARTED or its outcome).
+_CLAIM_ONE = """
 UPDATE {p}jobs
 SET state = 'running', started_at = :now, taken_by = :worker_id, holder_pid = :pid, holder_start = :pid_start
-WHERE rowid = (
-    SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_claim
-    WHERE queue = :queue AND state IN ('pending', 'retrying') AND scheduled_at <= :now AND attempts < max_attempts
-    ORDER BY priority DESC, id
-    LIMIT 1
-)
-RETURNING """
-    + _JOB_COLUMNS
-)
-# claim (a batch of up to :n jobs), same transition, but started_at stays NULL: the child runs the batch's jobs
-# one after another, and a job shows that it started only once it did (MARK_JOB_STARTED or its outcome).
-CLAIM_JOBS = (
-    """
+WHERE rowid = ("""
+_CLAIM_BATCH = """
 UPDATE {p}jobs
 SET state = 'running', started_at = NULL, taken_by = :worker_id, holder_pid = :pid, holder_start = :pid_start
-WHERE rowid IN (
-    SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_claim
-    WHERE queue = :queue AND state IN ('pending', 'retrying') AND scheduled_at <= :now AND attempts < max_attempts
+WHERE rowid IN ("""
+# The claims while no keyed job waits in the queue (the store checks what they return): unkeyed jobs only.
+CLAIM_JOB = _CLAIM_ONE + _UNKEYED_DUE + """
     ORDER BY priority DESC, id
-    LIMIT :n
+    LIMIT """ + _UNLESS_KEYED_WAIT + """1 END
+)
+RETURNING """ + _JOB_COLUMNS
+CLAIM_JOBS = _CLAIM_BATCH + _UNKEYED_DUE + """
+    ORDER BY priority DESC, id
+    LIMIT """ + _UNLESS_KEYED_WAIT + """:n END
+)
+RETURNING """ + _JOB_COLUMNS
+# The claims when keyed jobs wait: the best :n of the due unkeyed jobs and of the keyed jobs the store admitted
+# (:keyed, their rowids as JSON), in claim order.
+_MERGED = """
+    SELECT r FROM (
+        SELECT r, p, i FROM (
+            SELECT rowid AS r, priority AS p, id AS i FROM {p}jobs INDEXED BY {p}jobs_claim_unkeyed
+            WHERE queue = :queue AND state IN ('pending', 'retrying') AND limit_key IS NULL
+                AND scheduled_at <= :now AND attempts < max_attempts
+            ORDER BY priority DESC, id LIMIT :n
+        )
+        UNION ALL
+        SELECT j.rowid, j.priority, j.id FROM json_each(:keyed) AS e JOIN {p}jobs AS j ON j.rowid = e.value
+        WHERE j.state IN ('pending', 'retrying')
+        ORDER BY p DESC, i
+        LIMIT :n
+    )
 )
 RETURNING """
-    + _JOB_COLUMNS
+CLAIM_JOB_WITH_KEYED = _CLAIM_ONE + _MERGED + _JOB_COLUMNS
+CLAIM_JOBS_WITH_KEYED = _CLAIM_BATCH + _MERGED + _JOB_COLUMNS
+# A keyed job's key as the store weighs it: its limits, its key's running jobs and its claims in the current window.
+_KEYED_COLUMNS = """k.rowid, k.priority, k.id, k.limit_key, k.key_limits ->> 0 AS concurrency_max,
+    k.key_limits ->> 1 AS rate_limit,
+    (SELECT count(*) FROM {p}jobs AS r INDEXED BY {p}jobs_keyed_running
+     WHERE r.limit_key = k.limit_key AND r.state = 'running' AND r.limit_key IS NOT NULL) AS running,
+    CASE WHEN k.key_limits ->> 1 IS NULL THEN 0 ELSE coalesce((
+        SELECT b.count FROM {p}key_rate_limits AS b
+        WHERE b.key = k.limit_key AND b.window_start = :now - :now % (k.key_limits ->> 2)
+    ), 0) END AS spent"""
+# Keep the candidates whose key's limits allow one more as things stand (the store then counts the claim's own).
+_ADMISSIBLE = """
+SELECT * FROM weighed
+WHERE (concurrency_max IS NULL OR running < concurrency_max) AND (rate_limit IS NULL OR spent < rate_limit)"""
+# The keyed jobs a claim may take, first try: the due ones among the first :scan keyed jobs of :queue in claim order.
+KEYED_CANDIDATES = (
+    "WITH weighed AS MATERIALIZED (SELECT "
+    + _KEYED_COLUMNS
+    + """
+    FROM (
+        SELECT rowid, priority, id, limit_key, key_limits, scheduled_at, attempts, max_attempts
+        FROM {p}jobs INDEXED BY {p}jobs_claim_keyed
+        WHERE queue = :queue AND state IN ('pending', 'retrying') AND limit_key IS NOT NULL
+        ORDER BY priority DESC, id
+        LIMIT :scan
+    ) AS k
+    WHERE k.scheduled_at <= :now AND k.attempts < k.max_attempts
+)"""
+    + _ADMISSIBLE
+)
+# ...and when those were too few: the next due job of each key of :queue (one seek per key, however many of its
+# jobs wait), best :n in claim order.
+KEYED_HEADS = (
+    """
+WITH RECURSIVE keys (key) AS (
+    SELECT (SELECT limit_key FROM {p}jobs INDEXED BY {p}jobs_keyed_by_key
+            WHERE queue = :queue AND state IN ('pending', 'retrying') AND limit_key IS NOT NULL
+            ORDER BY limit_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT limit_key FROM {p}jobs INDEXED BY {p}jobs_keyed_by_key
+            WHERE queue = :queue AND state IN ('pending', 'retrying') AND limit_key IS NOT NULL
+                AND limit_key > keys.key
+            ORDER BY limit_key LIMIT 1)
+    FROM keys WHERE keys.key IS NOT NULL
+),
+weighed AS MATERIALIZED (SELECT """
+    + _KEYED_COLUMNS
+    + """
+    FROM keys JOIN {p}jobs AS k ON k.rowid = (
+        SELECT rowid FROM {p}jobs INDEXED BY {p}jobs_keyed_by_key
+        WHERE queue = :queue AND state IN ('pending', 'retrying') AND limit_key IS NOT NULL AND limit_key = keys.key
+            AND scheduled_at <= :now AND attempts < max_attempts
+        ORDER BY priority DESC, id LIMIT 1
+    )
+    WHERE keys.key IS NOT NULL
+)"""
+    + _ADMISSIBLE
+    + """
+ORDER BY priority DESC, id
+LIMIT :n
+"""
 )
 # When the earliest waiting job of a queue becomes due (NULL if none waits).
 NEXT_DUE = """
 SELECT min(scheduled_at) FROM {p}jobs INDEXED BY {p}jobs_due
 WHERE queue = ? AND state IN ('pending', 'retrying')
 """
+# The same among the jobs not due yet at ? (for a worker whose due jobs all wait on their keys' limits).
+NEXT_DUE_AFTER = """
+SELECT min(scheduled_at) FROM {p}jobs INDEXED BY {p}jobs_due
+WHERE queue = ? AND state IN ('pending', 'retrying') AND scheduled_at > ?
+"""
+# spend: one more claim of a key in the window [:start, :end) (the first of a new window resets the count).
+SPEND_KEY_BUDGET = """
+INSERT INTO {p}key_rate_limits (key, window_start, window_end, count) VALUES (:key, :start, :end, 1)
+ON CONFLICT (key) DO UPDATE SET
+    count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END,
+    window_start = excluded.window_start,
+    window_end = excluded.window_end
+"""
+# Forget a few keys' windows that ended before ? (they no longer limit anything).
+DROP_ENDED_KEY_WINDOWS = """
+DELETE FROM {p}key_rate_limits WHERE rowid IN (
+    SELECT rowid FROM {p}key_rate_limits INDEXED BY {p}key_rate_limits_end WHERE window_end <= ? LIMIT 16
+)
+"""
+# When the earliest key window still open at ? ends (NULL if none): when a rate-limited key may claim again.
+NEXT_KEY_WINDOW_END = """
+SELECT min(window_end) FROM {p}key_rate_limits INDEXED BY {p}key_rate_limits_end WHERE window_end > ?
+"""
+# A key's count in its current window, for inspection: (window_start, window_end, count) or no row.
+GET_KEY_BUDGET = "SELECT window_start, window_end, count FROM {p}key_rate_limits WHERE key = ?"
 
 # complete: running (held by us, this attempt) -> succeeded / retrying / failed.
 # :error is NULL or one JSON error entry to append.
@@ -355,7 +544,7 @@ SET state = 'failed',
     attempts = CASE WHEN state = 'running' THEN attempts + 1 ELSE attempts END,
     errors = json_insert(errors, '$[#]', json_object('attempt', attempts, 'traceback', :reason))
 WHERE id = :id AND state IN ('pending', 'retrying', 'running')
-RETURNING state, taken_by, holder_pid, queue
+RETURNING state, taken_by, holder_pid, queue, key_limits ->> 0
 """
 GET_JOB_HOLDER = "SELECT state, taken_by, holder_pid FROM {p}jobs WHERE id = ?"
 
@@ -400,7 +589,7 @@ PRUNE_OPERATORS = {"==": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": 
 
 # reprioritize (Chancy 0.26: each job at most once a pass): the waiting jobs matching a rule, read once...
 WAITING_JOB_IDS = """
-SELECT id FROM {p}jobs INDEXED BY {p}jobs_claim WHERE state IN ('pending', 'retrying') AND ({{rule}}) ORDER BY id
+SELECT id FROM {p}jobs INDEXED BY {p}jobs_due WHERE state IN ('pending', 'retrying') AND ({{rule}}) ORDER BY id
 """
 # ...then their priority raised, a batch of ids (JSON) per transaction, those still waiting.
 RAISE_PRIORITY = """
@@ -422,15 +611,15 @@ LIMIT :limit
 )
 # The same for waiting and running jobs, through their partial indexes (a few rows among millions of finished).
 LIST_WAITING_JOBS = LIST_JOBS.replace(
-    "FROM {p}jobs\nWHERE ", "FROM {p}jobs INDEXED BY {p}jobs_claim\nWHERE state IN ('pending', 'retrying') AND ", 1
+    "FROM {p}jobs\nWHERE ", "FROM {p}jobs INDEXED BY {p}jobs_due\nWHERE state IN ('pending', 'retrying') AND ", 1
 )
 LIST_RUNNING_JOBS = LIST_JOBS.replace(
     "FROM {p}jobs\nWHERE ", "FROM {p}jobs INDEXED BY {p}jobs_running\nWHERE state = 'running' AND ", 1
 )
 # Jobs per queue and state: waiting and running ones from their partial indexes, finished ones from their counts
-# (see version 2 above). One statement, so one snapshot.
+# (see version 4 above). One statement, so one snapshot.
 COUNT_JOBS = """
-SELECT queue, state, count(*) FROM {p}jobs INDEXED BY {p}jobs_claim WHERE state IN ('pending', 'retrying')
+SELECT queue, state, count(*) FROM {p}jobs INDEXED BY {p}jobs_due WHERE state IN ('pending', 'retrying')
 GROUP BY queue, state
 UNION ALL
 SELECT queue, 'running', count(*) FROM {p}jobs INDEXED BY {p}jobs_running WHERE state = 'running' GROUP BY queue
@@ -441,7 +630,7 @@ SELECT queue, state, n FROM {p}job_counts WHERE n > 0
 COUNT_JOBS_SCAN = "SELECT queue, state, count(*) FROM {p}jobs GROUP BY queue, state"
 
 # For `chancy-lite watch`: each answered from an index alone, never the whole table.
-COUNT_WAITING = "SELECT count(*) FROM {p}jobs INDEXED BY {p}jobs_claim WHERE state IN ('pending', 'retrying')"
+COUNT_WAITING = "SELECT count(*) FROM {p}jobs INDEXED BY {p}jobs_due WHERE state IN ('pending', 'retrying')"
 COUNT_RUNNING = "SELECT count(*) FROM {p}jobs INDEXED BY {p}jobs_running WHERE state = 'running'"
 COUNT_FINISHED_SINCE = (
     "SELECT count(*) FROM {p}jobs INDEXED BY {p}jobs_finished"
@@ -460,6 +649,105 @@ LIMIT :limit
 """
 )
 JOB_STATES = "SELECT id, state FROM {p}jobs WHERE id IN (SELECT value FROM json_each(?))"
+
+# ------------------------------------------------------------------ dashboard
+# The pages of chancy_lite.web read a page of ids first, each through an index (below), then the rows of that page
+# by id (GET_JOBS). Counts are capped: no page counts a million rows to show a number. {{where}} adds a page's other
+# filters (the PAGE_* fragments, every value bound). Keyset paging: ids below :before, newest first; PAGE_AFTER_ALL
+# is a :before above every id (ids are lower-case hex and dashes).
+
+# The queues holding finished jobs in :state, one index seek per queue (a loose index scan, not a scan of the jobs).
+QUEUES_WITH_FINISHED = """
+WITH RECURSIVE q(name) AS (
+    SELECT (SELECT queue FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+            WHERE state IN ('succeeded', 'failed') AND state = :state ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+            WHERE state IN ('succeeded', 'failed') AND state = :state AND queue > q.name ORDER BY queue LIMIT 1)
+    FROM q WHERE q.name IS NOT NULL
+)
+SELECT name FROM q WHERE name IS NOT NULL
+"""
+# A page of the finished jobs of one state and queue: a range of jobs_finished_by_queue.
+PAGE_FINISHED_IDS = """
+SELECT id FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+WHERE state IN ('succeeded', 'failed') AND state = :state AND queue = :queue AND id < :before{{where}}
+ORDER BY id DESC
+LIMIT :limit
+"""
+# A page of running jobs: there are few (at most what the workers' children claimed), read through jobs_running.
+PAGE_RUNNING_IDS = """
+SELECT id FROM {p}jobs INDEXED BY {p}jobs_running
+WHERE state = 'running' AND id < :before{{where}}
+ORDER BY id DESC
+LIMIT :limit
+"""
+# A page of waiting jobs when few wait (COUNT_WAITING_CAPPED below its cap): all of them through jobs_due, sorted.
+PAGE_FEW_WAITING_IDS = """
+SELECT id FROM {p}jobs INDEXED BY {p}jobs_due
+WHERE state IN ('pending', 'retrying') AND state = :state AND id < :before{{where}}
+ORDER BY id DESC
+LIMIT :limit
+"""
+# ...and when many wait (a backlog): newest first along the ids, where a backlog's jobs are (claims take the oldest
+# first), reading at most :scan rows. A page it does not fill is read again through jobs_due (the statement above).
+PAGE_MANY_WAITING_IDS = """
+SELECT id FROM (
+    SELECT id, state, queue, func, priority, attempts FROM {p}jobs WHERE id < :before ORDER BY id DESC LIMIT :scan
+)
+WHERE state = :state{{where}}
+ORDER BY id DESC
+LIMIT :limit
+"""
+PAGE_AFTER_ALL = "~"
+PAGE_QUEUE = " AND queue = :queue"  # for the running and waiting pages (the finished page has it already)
+PAGE_FUNC_EQUALS = " AND func = :func"
+PAGE_FUNC_CONTAINS = " AND func LIKE :func_like ESCAPE '\\'"  # a backslash escapes % and _ in the value
+# Numeric columns a page may compare (" AND column op :name"), and the operators it may use.
+PAGE_COLUMNS = {"priority": "priority", "attempts": "attempts"}
+PAGE_OPERATORS = {"=": "=", ">": ">", "<": "<", ">=": ">=", "<=": "<="}
+# Capped counts, each read from an index: finished jobs of a state (of a queue), running jobs, waiting jobs.
+COUNT_FINISHED_CAPPED = """
+SELECT count(*) FROM (
+    SELECT 1 FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+    WHERE state IN ('succeeded', 'failed') AND state = :state LIMIT :cap
+)
+"""
+COUNT_FINISHED_IN_QUEUE_CAPPED = """
+SELECT count(*) FROM (
+    SELECT 1 FROM {p}jobs INDEXED BY {p}jobs_finished_by_queue
+    WHERE state IN ('succeeded', 'failed') AND state = :state AND queue = :queue LIMIT :cap
+)
+"""
+# Running jobs by queue and state ('running'), all of them (few).
+COUNT_RUNNING_BY_QUEUE = """
+SELECT queue, count(*) FROM {p}jobs INDEXED BY {p}jobs_running WHERE state = 'running' GROUP BY queue
+"""
+# Waiting jobs by state, among the first :cap index entries (of every queue, or of one): exact while fewer than :cap
+# wait, else a floor.
+COUNT_WAITING_CAPPED = """
+SELECT state, count(*) FROM (
+    SELECT state FROM {p}jobs INDEXED BY {p}jobs_due WHERE state IN ('pending', 'retrying') LIMIT :cap
+) GROUP BY state
+"""
+COUNT_WAITING_IN_QUEUE_CAPPED = """
+SELECT state, count(*) FROM (
+    SELECT state FROM {p}jobs INDEXED BY {p}jobs_due
+    WHERE state IN ('pending', 'retrying') AND queue = :queue LIMIT :cap
+) GROUP BY state
+"""
+# Jobs finished since :since (µs), counted from jobs_finished up to :cap: the throughput of the last minutes.
+COUNT_FINISHED_SINCE_CAPPED = """
+SELECT count(*) FROM (
+    SELECT 1 FROM {p}jobs INDEXED BY {p}jobs_finished
+    WHERE state IN ('succeeded', 'failed') AND completed_at >= :since LIMIT :cap
+)
+"""
+# Every distinct function name (a full scan: the API caches it, as Chancy 0.26 does).
+DISTINCT_FUNCS = "SELECT DISTINCT func FROM {p}jobs ORDER BY func"
+# Changes once another connection commits (a poll of a few microseconds: the live view's change detector).
+DATA_VERSION = "PRAGMA data_version"
+SQLITE_VERSION = "SELECT sqlite_version()"
 
 # --------------------------------------------------------------------- queues
 

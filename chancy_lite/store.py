@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -51,7 +52,9 @@ class Holder:
 
 def row_to_job(row: Sequence[Any]) -> QueuedJob:
     (id_, queue, func, kwargs, limits, meta, state, priority, attempts, max_attempts, _taken_by,
-     created_at, started_at, completed_at, scheduled_at, unique_key, errors) = row
+     created_at, started_at, completed_at, scheduled_at, unique_key, errors,
+     limit_key, key_limits) = row
+    keyed = {} if limit_key is None else _key_fields(limit_key, key_limits)
     return QueuedJob(
         id=stored_uuid(id_),
         queue=queue,
@@ -69,6 +72,7 @@ def row_to_job(row: Sequence[Any]) -> QueuedJob:
         scheduled_at=from_micros(int(scheduled_at)),
         unique_key=unique_key,
         errors=json.loads(errors) if errors != "[]" else [],
+        **keyed,
     )
 
 
@@ -88,9 +92,19 @@ def outcomes_payload(outcomes: Sequence[Outcome]) -> str:
 
 def handed_job(row: Sequence[Any], worker_id: str) -> QueuedJob:
     """The job a child was handed over (its ``JobRow``), as its claim would have returned it."""
-    (id_, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key) = row
+    (id_, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key,
+     limit_key, key_limits) = row
     return row_to_job((id_, queue, func, kwargs, limits, meta, "running", priority, 0, max_attempts, worker_id,
-                       created_at, None, None, scheduled_at, unique_key, "[]"))
+                       created_at, None, None, scheduled_at, unique_key, "[]", limit_key, key_limits))
+
+
+def _key_fields(limit_key: str, key_limits: str) -> dict[str, Any]:
+    """A keyed job's fields, from its columns (key_limits: JSON [concurrency_max, rate_limit, window µs])."""
+    concurrency_max, rate_limit, window = json.loads(key_limits)
+    if window is not None:  # in seconds, an int when whole (as it was most likely given)
+        window = window // 1_000_000 if window % 1_000_000 == 0 else window / 1_000_000
+    return {"limit_key": limit_key, "concurrency_max": concurrency_max, "rate_limit": rate_limit,
+            "rate_limit_window": window}
 
 
 class JobRow(NamedTuple):
@@ -107,6 +121,8 @@ class JobRow(NamedTuple):
     created_at: int
     scheduled_at: int
     unique_key: str | None
+    limit_key: str | None
+    key_limits: str | None  # JSON [concurrency_max, rate_limit, rate_limit_window in µs]
 
 
 def job_params(job: Job, job_id: str, now: int) -> JobRow:
@@ -123,7 +139,49 @@ def job_params(job: Job, job_id: str, now: int) -> JobRow:
         now,
         to_micros(job.scheduled_at),
         job.unique_key,
+        job.limit_key,
+        _key_limits(job) if job.limit_key is not None else None,
     )
+
+
+def _key_limits(job: Job) -> str:
+    window = window_micros(job.rate_limit_window) if job.rate_limit_window is not None else None
+    return json.dumps([job.concurrency_max, job.rate_limit, window])
+
+
+def window_micros(seconds: float) -> int:
+    """A rate-limit window in whole microseconds (at least 1)."""
+    return max(1, round(seconds * 1_000_000))
+
+
+FINISHED_VALUES = ("succeeded", "failed")
+WAITING_VALUES = ("pending", "retrying")
+STATE_VALUES = ("pending", "running", "retrying", "succeeded", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a dashboard page or a bulk action reads (``chancy_lite.web`` builds and checks it).
+
+    ``states``: state values to include; ``queue`` and ``func``: exact names (None: any); ``func_contains``:
+    case-insensitive substrings the function must all hold (ASCII, as SQLite's LIKE); ``compare``:
+    ``(column, operator, value)`` with a column of ``sql.PAGE_COLUMNS`` (priority, attempts) and an operator of
+    ``sql.PAGE_OPERATORS``.
+    """
+
+    states: tuple[str, ...] = STATE_VALUES
+    queue: str | None = None
+    func: str | None = None
+    func_contains: tuple[str, ...] = ()
+    compare: tuple[tuple[str, str, int], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CappedCount:
+    """A count read from an index up to a cap: exact when ``exact``, else a floor (there are at least ``count``)."""
+
+    count: int
+    exact: bool
 
 
 class LimitedJob(NamedTuple):
@@ -305,8 +363,8 @@ class Store:
         chancy_lite.wake); False when there is none, or the job is not one to hand over (limits, not due yet,
         too big). A job that could not be delivered is put back to wait and announced as usual."""
         handoff = conn.handoff
-        if handoff is None or row.limits != "[]" or row.scheduled_at > now:
-            return False
+        if handoff is None or row.limits != "[]" or row.scheduled_at > now or row.limit_key is not None:
+            return False  # a keyed job waits for its key's limits, which only a claim weighs
         if len(row.kwargs) + len(row.meta) + len(row.func) > wake.MAX_HANDOVER_BYTES:
             return False
         target = handoff.handover_target(row.queue)
@@ -364,7 +422,14 @@ class Store:
     def claim_jobs(
         self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None
     ) -> list[QueuedJob]:
-        """Claim up to ``n`` due jobs (priority, then age) for this process. Caller opens the transaction."""
+        """Claim up to ``n`` due jobs (priority, then age) for this process. Caller opens the transaction.
+
+        A job with a limit key is claimed only while its key's limits allow one more (see ``Job``): fewer running
+        jobs of the key than its ``concurrency_max``, fewer claims of the key in the current window than its
+        ``rate_limit``. One that must wait holds up neither unkeyed jobs nor other keys' behind it. Exact across
+        processes: every claim of the file runs in a ``BEGIN IMMEDIATE`` transaction, and this one counts its own.
+        While no keyed job waits in the queue, the claim is one statement, as it was before keys.
+        """
         rows = self.claim_job_rows(conn, queue, n, now=now, worker_id=worker_id, pid=pid, pid_start=pid_start)
         return claimed_jobs(rows)
 
@@ -374,7 +439,48 @@ class Store:
         """``claim_jobs``, returning the rows as read (``claimed_jobs(rows)`` makes the jobs, after the commit:
         the write lock is not held for that)."""
         params = {"queue": queue, "now": now, "worker_id": worker_id, "pid": pid, "pid_start": pid_start, "n": n}
-        return _fetch(conn, self.q.CLAIM_JOB if n == 1 else self.q.CLAIM_JOBS, params)
+        rows = _fetch(conn, self.q.CLAIM_JOB if n == 1 else self.q.CLAIM_JOBS, params)
+        if not rows:  # nothing was due, or keyed jobs wait: weigh their keys' limits
+            params["keyed"] = json.dumps(self._admit_keyed(conn, params))
+            rows = _fetch(conn, self.q.CLAIM_JOB_WITH_KEYED if n == 1 else self.q.CLAIM_JOBS_WITH_KEYED, params)
+            limited = [job for job in map(row_to_job, rows) if job.rate_limit_window is not None]
+            self._spend_key_budgets(conn, limited, now)
+        return rows
+
+    def _admit_keyed(self, conn: Connection, params: dict[str, Any]) -> list[int]:
+        """The rowids of up to ``n`` due keyed jobs of the queue that a claim may take now, in claim order.
+
+        First the keyed jobs at the head of the queue (2n + 16 of them); when those give fewer than n, the next
+        job of each key too, one seek per key, so that however many jobs of a key wait on its limits, the claim
+        steps over them at once. Each candidate is admitted against its key's state before the claim plus the
+        jobs of its key admitted before it.
+        """
+        n = params["n"]
+        rows = _fetch(conn, self.q.KEYED_CANDIDATES, {**params, "scan": 2 * n + 16})
+        chosen = _admit(rows, n)
+        if len(chosen) < n:
+            seen = {row[0] for row in rows}
+            rows += [row for row in _fetch(conn, self.q.KEYED_HEADS, params) if row[0] not in seen]
+            rows.sort(key=lambda row: (-row[1], row[2]))
+            chosen = _admit(rows, n)
+        return chosen
+
+    def _spend_key_budgets(self, conn: Connection, jobs: Sequence[QueuedJob], now: int) -> None:
+        """Count one claim of each of these rate-limited jobs in its key's current window (and drop a few windows
+        that ended)."""
+        for job in jobs:
+            window = window_micros(job.rate_limit_window or 0)
+            start = now - now % window
+            conn.execute(self.q.SPEND_KEY_BUDGET, {"key": job.limit_key, "start": start, "end": start + window})
+        if jobs:
+            conn.execute(self.q.DROP_ENDED_KEY_WINDOWS, (now,))
+
+    def key_budget(self, conn: Connection, key: str, *, now: int) -> tuple[int, int] | None:
+        """A key's claims counted in its window open at ``now``, and when that window ends (µs); None if none."""
+        rows = _fetch(conn, self.q.GET_KEY_BUDGET, (key,))
+        if not rows or not rows[0][0] <= now < rows[0][1]:
+            return None
+        return rows[0][2], rows[0][1]
 
     def take_rate_budget(
         self, conn: Connection, queue: str, n: int, *, now: int, limit: int, window: int
@@ -392,6 +498,15 @@ class Store:
 
     def next_due(self, conn: Connection, queue: str) -> int | None:
         return _fetch(conn, self.q.NEXT_DUE, (queue,))[0][0]
+
+    def next_unblocked(self, conn: Connection, queue: str, *, now: int) -> int | None:
+        """For a worker that found nothing to claim although jobs of ``queue`` are due (they wait on their keys'
+        limits): the earliest time (µs) when waiting may end by itself, the next job of the queue falling due or
+        a key's rate-limit window ending; None if neither (a running job of the key must finish first, and its
+        finish wakes workers of its queue)."""
+        times = [_fetch(conn, self.q.NEXT_DUE_AFTER, (queue, now))[0][0],
+                 _fetch(conn, self.q.NEXT_KEY_WINDOW_END, (now,))[0][0]]
+        return min((t for t in times if t is not None), default=None)
 
     def complete_job(
         self, conn: Connection, outcome: Outcome, *, worker_id: str, pid: int | None, queue: str = "*",
@@ -426,6 +541,8 @@ class Store:
             return False
         if outcome.state in _RUNNABLE_AGAIN:
             self._changed(conn, claimable=(queue, 1))
+        elif outcome.frees_key:  # a slot of its key's concurrency cap is free: a waiting job of the key may run
+            self._changed(conn, claimable=(queue, 1), done=True)
         else:  # the hot path: inline, as it runs once per finished job
             conn.pending_changes().done = True
             if not conn.in_transaction:
@@ -452,6 +569,8 @@ class Store:
                 changes.add_claimable(queue, 1)
             else:
                 changes.done = True
+                if outcome.frees_key:  # a slot of its key's concurrency cap is free: a waiting job of the key may run
+                    changes.add_claimable(queue, 1)
         if not conn.in_transaction:
             conn.publish_changes()
         return accepted
@@ -486,8 +605,10 @@ class Store:
             )
             if not rows:
                 return None
-            _, taken_by, holder_pid, _queue = rows[0]
-            self._changed(conn, done=True, cancel=(job_id, holder_pid) if previous == "running" else None)
+            _, taken_by, holder_pid, queue, concurrency_max = rows[0]
+            running = previous == "running"
+            self._changed(conn, done=True, cancel=(job_id, holder_pid) if running else None,
+                          claimable=(queue, 1) if running and concurrency_max is not None else None)
         return previous, taken_by, holder_pid
 
     def retry_job(self, conn: Connection, job_id: str, *, now: int) -> str | None:
@@ -539,6 +660,106 @@ class Store:
         if not conn.in_transaction:
             conn.publish_changes()
 
+    # ------------------------------------------------------------- dashboard
+    # Reads for chancy_lite.web, each through an index so that a page costs the same with a million jobs (see the
+    # dashboard section of sql.py). Every statement is fetched at once: no read transaction stays open.
+
+    #: Below this many waiting jobs, a page of them is read and sorted whole; from it on, read along the ids...
+    FEW_WAITING = 10_000
+    #: ...over at most this many of the newest rows, before reading them whole after all.
+    WAITING_WALK = 20_000
+
+    def page_job_ids(self, conn: Connection, flt: JobFilter, *, before: str | None = None, limit: int) -> list[str]:
+        """Up to ``limit`` ids of jobs matching ``flt``, newest first, all below ``before`` (keyset paging)."""
+        below = sql.PAGE_AFTER_ALL if before is None else before
+        where, params = _page_filters(flt)
+        params.update(before=below, limit=limit)
+        ids: list[str] = []
+        for state in flt.states:
+            ids.extend(self._page_state(conn, flt, state, where, {**params, "state": state}))
+        ids.sort(reverse=True)
+        return ids[:limit]
+
+    def _page_state(
+        self, conn: Connection, flt: JobFilter, state: str, where: str, params: dict[str, Any]
+    ) -> list[str]:
+        if state in FINISHED_VALUES:
+            statement = self.q.PAGE_FINISHED_IDS.format(where=where)
+            if flt.queue is not None:
+                queues = [flt.queue]
+            else:
+                queues = [r[0] for r in _fetch(conn, self.q.QUEUES_WITH_FINISHED, {"state": state})]
+            found: list[str] = []
+            for queue in queues:
+                found.extend(r[0] for r in _fetch(conn, statement, {**params, "queue": queue}))
+            return found
+        where = ("" if flt.queue is None else sql.PAGE_QUEUE) + where
+        params["queue"] = flt.queue
+        if state == "running":
+            return [r[0] for r in _fetch(conn, self.q.PAGE_RUNNING_IDS.format(where=where), params)]
+        if not self.count_waiting(conn, flt.queue, cap=self.FEW_WAITING).exact:
+            # A backlog: its jobs are the newest (claims take the oldest first), so a walk along the ids from the
+            # top, over a bounded number of rows, fills the page; when it does not (this state is rare among the
+            # newest jobs), the whole waiting set is read through jobs_due below.
+            found = [r[0] for r in _fetch(conn, self.q.PAGE_MANY_WAITING_IDS.format(where=where),
+                                          {**params, "scan": self.WAITING_WALK})]
+            if len(found) == params["limit"]:
+                return found
+        return [r[0] for r in _fetch(conn, self.q.PAGE_FEW_WAITING_IDS.format(where=where), params)]
+
+    def get_job_rows(self, conn: Connection, job_ids: Sequence[str]) -> list[tuple[QueuedJob, str | None]]:
+        """The jobs that exist, in the order asked, each with the worker holding it (``taken_by``) or None."""
+        rows = _fetch(conn, self.q.GET_JOBS, (json.dumps(list(job_ids)),))
+        by_id = {row[0]: row for row in rows}
+        return [(row_to_job(by_id[i]), by_id[i][10]) for i in job_ids if i in by_id]
+
+    def count_waiting(self, conn: Connection, queue: str | None, *, cap: int) -> CappedCount:
+        """Waiting (pending and retrying) jobs, of one queue or all, up to ``cap``."""
+        return _capped(sum(n for _, n in self._waiting_counts(conn, queue, cap)), cap)
+
+    def _waiting_counts(self, conn: Connection, queue: str | None, cap: int) -> list[Row]:
+        if queue is None:
+            return _fetch(conn, self.q.COUNT_WAITING_CAPPED, {"cap": cap})
+        return _fetch(conn, self.q.COUNT_WAITING_IN_QUEUE_CAPPED, {"queue": queue, "cap": cap})
+
+    def count_jobs_capped(self, conn: Connection, queue: str | None = None, *, cap: int) -> dict[str, CappedCount]:
+        """Jobs per state (of one queue, or all), each read from an index and counted up to ``cap``.
+
+        Running jobs are counted exactly (there are few). Waiting jobs are counted together up to ``cap``: once
+        that many wait, both waiting states are floors.
+        """
+        counts: dict[str, CappedCount] = {}
+        waiting: dict[str, int] = dict(self._waiting_counts(conn, queue, cap))
+        waiting_exact = sum(waiting.values()) < cap
+        for state in WAITING_VALUES:
+            counts[state] = CappedCount(waiting.get(state, 0), waiting_exact)
+        running: dict[str, int] = dict(_fetch(conn, self.q.COUNT_RUNNING_BY_QUEUE))
+        total = running.get(queue, 0) if queue is not None else sum(running.values())
+        counts["running"] = CappedCount(total, True)
+        for state in FINISHED_VALUES:
+            if queue is None:
+                n = _fetch(conn, self.q.COUNT_FINISHED_CAPPED, {"state": state, "cap": cap})[0][0]
+            else:
+                params = {"state": state, "queue": queue, "cap": cap}
+                n = _fetch(conn, self.q.COUNT_FINISHED_IN_QUEUE_CAPPED, params)[0][0]
+            counts[state] = _capped(n, cap)
+        return {state: counts[state] for state in STATE_VALUES}
+
+    def count_finished_since(self, conn: Connection, since: int, *, cap: int) -> CappedCount:
+        """Jobs finished (succeeded or failed) at or after ``since`` (µs), up to ``cap``."""
+        return _capped(_fetch(conn, self.q.COUNT_FINISHED_SINCE_CAPPED, {"since": since, "cap": cap})[0][0], cap)
+
+    def distinct_funcs(self, conn: Connection) -> list[str]:
+        """Every function name in the jobs table, sorted (a full scan)."""
+        return [r[0] for r in _fetch(conn, self.q.DISTINCT_FUNCS)]
+
+    def data_version(self, conn: Connection) -> int:
+        """SQLite's data version of ``conn``: it changes when another connection commits."""
+        return int(_fetch(conn, self.q.DATA_VERSION)[0][0])
+
+    def sqlite_version(self, conn: Connection) -> str:
+        return str(_fetch(conn, self.q.SQLITE_VERSION)[0][0])
+
     # -------------------------------------------------------------- recovery
 
     def list_holders(self, conn: Connection) -> list[Holder]:
@@ -577,6 +798,8 @@ class Store:
             by_id = {str(job.id): job for job in held}
             for outcome in outcomes:
                 job = by_id.get(outcome.id)
+                if job is not None and job.concurrency_max is not None:  # its end frees a slot of its key
+                    outcome = dataclasses.replace(outcome, frees_key=True)
                 if (self.complete_job(conn, outcome, worker_id=worker_id, pid=pid,
                                       queue=job.queue if job else "*", quiet=True)
                         and job is not None and outcome.state is not QueuedJob.State.PENDING):
@@ -594,7 +817,8 @@ class Store:
                 if conn.changes() == 1:
                     recovered.append((job, outcome.state.value))
                     updated.append(stored_view(job, outcome))
-                    self._changed(conn, claimable=(job.queue, 1) if outcome.state is QueuedJob.State.RETRYING else None,
+                    again = outcome.state is QueuedJob.State.RETRYING or job.concurrency_max is not None
+                    self._changed(conn, claimable=(job.queue, 1) if again else None,
                                   done=outcome.state is not QueuedJob.State.RETRYING)
             if written is not None and updated:
                 written(conn, updated)
@@ -715,9 +939,51 @@ class Store:
         return [row[-1] for row in _fetch(conn, sql.EXPLAIN + text, params)]
 
 
-def _fetch(conn: Connection, statement: str, params: Any = None) -> list[Row]:
+def _admit(candidates: Sequence[Row], n: int) -> list[int]:
+    """Up to ``n`` rowids of keyed candidates (rowid, priority, id, key, concurrency_max, rate_limit, running, spent;
+    in claim order), each admitted while its key, counting those admitted before it, stays within its limits."""
+    taken: dict[str, int] = {}
+    chosen: list[int] = []
+    for rowid, _priority, _id, key, concurrency_max, rate_limit, running, spent in candidates:
+        count = taken.get(key, 0)
+        if (concurrency_max is None or running + count < concurrency_max) and (
+            rate_limit is None or spent + count < rate_limit
+        ):
+            taken[key] = count + 1
+            chosen.append(rowid)
+            if len(chosen) == n:
+                break
+    return chosen
+
+
+def fetch_all(conn: Connection, statement: str, params: Any = None) -> list[Row]:
     """Every row of a statement, fetched at once (no read transaction is left open)."""
     return conn.execute(statement, params).fetchall()
+
+
+_fetch = fetch_all
+
+
+def _capped(count: int, cap: int) -> CappedCount:
+    return CappedCount(min(count, cap), count < cap)
+
+
+def _page_filters(flt: JobFilter) -> tuple[str, dict[str, Any]]:
+    """The WHERE fragment of a dashboard page's filters other than state and queue, and its parameters."""
+    where: list[str] = []
+    params: dict[str, Any] = {}
+    if flt.func is not None:
+        where.append(sql.PAGE_FUNC_EQUALS)
+        params["func"] = flt.func
+    for i, text in enumerate(flt.func_contains):
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(sql.PAGE_FUNC_CONTAINS.replace(":func_like", f":func_like{i}"))
+        params[f"func_like{i}"] = f"%{escaped}%"
+    for i, (column, op, value) in enumerate(flt.compare):
+        name = f"compare{i}"
+        where.append(f" AND {sql.PAGE_COLUMNS[column]} {sql.PAGE_OPERATORS[op]} :{name}")
+        params[name] = value
+    return "".join(where), params
 
 
 def _compile_rule(rule: tuple[Any, ...], now: int, *, finished: bool = False) -> tuple[str, list[Any]]:
@@ -752,21 +1018,22 @@ def _compile_rule(rule: tuple[Any, ...], now: int, *, finished: bool = False) ->
     return f"{column} {sql.PRUNE_OPERATORS[op]} ?", [value]
 
 
-def statements(prefix: str) -> _Statements:
+def statements(prefix: str) -> Statements:
     """The statements of sql.py formatted for ``prefix``, made once per prefix (children forked from the template
     share the template's)."""
     found = _STATEMENTS.get(prefix)
     if found is None:
-        found = _STATEMENTS[prefix] = _Statements(prefix)
+        found = _STATEMENTS[prefix] = Statements(prefix)
     return found
 
 
-class _Statements:
-    """The statements of sql.py formatted for one prefix, as attributes."""
+class Statements:
+    """The statements of a SQL module (``chancy_lite.sql``, or a plugin's own) formatted for one prefix, as
+    attributes: every upper-case ``str`` of the module, with ``{p}`` replaced."""
 
-    def __init__(self, prefix: str) -> None:
-        for name in dir(sql):
-            value = getattr(sql, name)
+    def __init__(self, prefix: str, module: types.ModuleType = sql) -> None:
+        for name in dir(module):
+            value = getattr(module, name)
             if name.isupper() and isinstance(value, str):
                 setattr(self, name, value.format(p=prefix))
 
@@ -774,4 +1041,4 @@ class _Statements:
         raise AttributeError(name)
 
 
-_STATEMENTS: dict[str, _Statements] = {}
+_STATEMENTS: dict[str, Statements] = {}

@@ -1,6 +1,6 @@
 """Benchmark chancy_lite against huey's SqliteHuey, side by side in one run, in alternating rounds.
 
-Usage: ``scripts/bench [--quick] [--rounds N] [--only chancy|huey] [--json PATH] [--dir DIR] [--keep]
+Usage: ``scripts/bench [--quick] [--rounds N] [--only chancy|huey|pages] [--json PATH] [--dir DIR] [--keep]
 [--options JSON] [--skip-scale]``
 
 The machine is shared and noisy, so no figure comes from one run. Each round runs every measurement once, the
@@ -31,7 +31,9 @@ What is measured, and how (every system on fresh files, a new file per measureme
   apart: the first of those is the latency after the idle gap.
 * chancy only, once: claim time with 1,000 vs 1,000,000 finished rows; ``count_jobs()`` on the latter; a drain of
   jobs sleeping 10 ms at concurrency 16 (every round); and the scale curve: drain and latency on a file holding
-  100,000 pending and 1,000,000 finished jobs, with 1, 2, 4 and 8 children.
+  100,000 pending and 1,000,000 finished jobs, with 1, 2, 4 and 8 children; and the dashboard's main pages, timed
+  end to end over HTTP against a file of 1,000,000 jobs (100,000 with --quick, see scripts/bench_pages.py;
+  ``--only pages`` runs just this).
 
 chancy_lite's files are opened through apsw only (via chancy_lite); huey's through huey (Python's sqlite3).
 """
@@ -742,6 +744,12 @@ def phases(chancy: ChancyBench | None, huey: HueyBench | None) -> list[tuple[str
     ]
 
 
+def pages(workdir: str, rows: int) -> dict[str, Any]:
+    import bench_pages
+
+    return bench_pages.run(workdir, rows)
+
+
 def run_rounds(params: Params, chancy: ChancyBench | None, huey: HueyBench | None,
                results: dict[str, Any]) -> None:
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -955,6 +963,12 @@ def print_report(results: dict[str, Any], params: Params) -> None:
                            "count_jobs ms"))
         if base_lat:
             print(f"  (small file, 2 children: drain {fmt(base, 0)} jobs/s, latency p50 {fmt(base_lat, 2)} ms)")
+    if results.get("pages"):
+        import bench_pages
+
+        print("dashboard pages (scripts/bench_pages.py):")
+        for label, value in bench_pages.rows_for_report(results["pages"]):
+            print(f"  {label}  {value}")
     print("targets (issue #14):")
     print_table(target_rows(results), ("target", "goal", "measured (median)", ""))
     for error in results.get("errors", []):
@@ -1018,7 +1032,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a reduced run, a few minutes")
     parser.add_argument("--rounds", type=int, help="rounds of alternating runs (default 3; quick 2)")
-    parser.add_argument("--only", choices=("chancy", "huey"), help="run one system only")
+    parser.add_argument("--only", choices=("chancy", "huey", "pages"),
+                        help="run one system only, or only the dashboard's pages")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON results to PATH")
     parser.add_argument("--dir", metavar="DIR", help="make the temporary directory under DIR (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (files and worker logs)")
@@ -1052,18 +1067,23 @@ def main() -> int:
 
         results["machine"]["apsw"] = apsw.apsw_version()
         chancy = huey = None
-        if args.only != "huey":
+        if args.only == "pages":
+            import bench_pages
+
+            results["pages"] = bench_pages.run(workdir, params.big_rows)
+        elif args.only != "huey":
             chancy = ChancyBench(params, workdir, variants)
             results["variants"] = {name: {"options": o, "effective": effective_options(o)}
                                    for name, o in variants.items()}
-        if args.only != "chancy":
+        if args.only not in ("chancy", "pages"):
             import huey as huey_module
 
             results["machine"]["huey"] = huey_module.__version__
             huey = HueyBench(params, workdir)
         run_rounds(params, chancy, huey, results)
         if chancy is not None and not args.skip_scale:
-            for name, step in (("once", chancy.once), ("scale", chancy.scale)):
+            for name, step in (("once", chancy.once), ("scale", chancy.scale),
+                               ("pages", functools.partial(pages, workdir, params.big_rows))):
                 log(f"chancy: {name}")
                 try:
                     results[name] = step()

@@ -80,6 +80,13 @@ class Recorder(Plugin):
         self._own("updated", job, worker, job.meta)
 
 
+class Picky(Recorder):
+    """A Recorder that is shown only the updates of jobs whose meta has the key ``watched``."""
+
+    def wants_updates_for(self, job: QueuedJob) -> bool:
+        return "watched" in job.meta
+
+
 def hook_log(path: str) -> list[tuple[Any, ...]]:
     import apsw
 

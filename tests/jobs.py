@@ -279,3 +279,11 @@ async def async_progress_then_wait(*, path: str, steps: int, context: QueuedJob)
     deadline = time.monotonic() + 30
     while not os.path.exists(path) and time.monotonic() < deadline:
         await asyncio.sleep(0.005)
+
+
+def fail_until(*, attempts: int, path: str | None = None, ctx: QueuedJob) -> None:
+    """Fail until ``attempts`` earlier attempts were made (so attempt number ``attempts + 1`` succeeds)."""
+    if path is not None:
+        stamp(path=path, value=str(ctx.attempts))
+    if ctx.attempts < attempts:
+        raise RuntimeError(f"attempt {ctx.attempts + 1} fails on purpose")

@@ -1,9 +1,9 @@
 """A worker supervisor as its own process, for tests that signal it (SIGTERM, SIGKILL).
 
 ``python -m tests.worker_main DB_PATH [--queue name:concurrency]... [--shutdown-timeout S] [--busy-timeout S]
-[--heartbeat-timeout S] [--heartbeat-poll-interval S] [--worker-id ID] [--no-migrate]`` migrates the file
-(unless told not to), declares the queues, runs a ``Worker`` with its signal handlers until it stops, and prints
-``ready`` once it has started. Exits 0 after an orderly shutdown.
+[--heartbeat-timeout S] [--heartbeat-poll-interval S] [--worker-id ID] [--no-migrate] [--workflow-poll S]``
+migrates the file (unless told not to), declares the queues, runs a ``Worker`` with its signal handlers until it
+stops, and prints ``ready`` once it has started. Exits 0 after an orderly shutdown.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--worker-id")
     parser.add_argument("--no-migrate", action="store_true", help="the file is migrated already (or must be)")
     parser.add_argument("--leadership", metavar="POLL:TIMEOUT", help="Leadership(poll_interval, timeout) in seconds")
+    parser.add_argument("--workflow-poll", type=float, help="WorkflowPlugin(polling_interval=S)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     plugins = []
@@ -41,6 +42,10 @@ async def main(argv: list[str]) -> int:
 
         poll, timeout = (float(x) for x in args.leadership.split(":"))
         plugins.append(Leadership(poll_interval=poll, timeout=timeout))
+    if args.workflow_poll:
+        from chancy_lite.plugins.workflow import WorkflowPlugin
+
+        plugins.append(WorkflowPlugin(polling_interval=args.workflow_poll))
     async with Chancy(args.db_path, busy_timeout=args.busy_timeout, plugins=plugins) as chancy:
         if not args.no_migrate:
             await chancy.migrate()

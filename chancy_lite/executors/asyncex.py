@@ -110,10 +110,7 @@ class AsyncExecutor(Executor):
 
     async def _idle(self, slot: Slot, event: asyncio.Event) -> None:
         assert self.runner is not None
-        due = await self._db(self.runner.store.next_due, self.runner.conn, self.queue.name)
-        timeout = float(self.queue.polling_interval)
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - micros_now()) / 1e6))
+        timeout = await self._db(self.runner.idle_timeout)
         if self.stopping:  # stop() set the event while we awaited next_due: clearing it would lose the stop
             return
         if self.pending_wakes > 0:
@@ -151,7 +148,7 @@ class AsyncExecutor(Executor):
                             elapsed=time.perf_counter() - started, started_at=started_at)
         if hooks.completing:
             done = await hooks.acompleted(job, done, error)
-        if hooks.wants_updates and self.runner is not None:
+        if hooks.wants_updates and self.runner is not None and hooks.watches(job):
             self.runner.ran[done.id] = job
         return done
 

@@ -10,6 +10,9 @@ only jobs that also finished that long ago are pruned), ``Queue()``, ``State()``
 ``CreatedAt()``, ``ScheduledAt()``, ``ID()``, ``Priority()``, ``Attempts()``, compared with ``== != < <= > >=`` or
 ``.contains()`` and combined with ``&`` and ``|`` (which bind tighter than the comparisons: parenthesise each
 comparison). Only finished jobs are ever pruned, whatever the rule.
+
+After each pass it calls every plugin's ``cleanup(chancy)``, as Chancy, so plugins prune their own tables (the
+WorkflowPlugin deletes finished workflows matching its ``pruning_rule``).
 """
 
 from __future__ import annotations
@@ -64,3 +67,22 @@ class Pruner(Plugin):
                                        limit=self.maximum_to_prune)
             if deleted:
                 log.info("pruned %d finished jobs", deleted)
+            await self.cleanup_plugins(chancy)
+
+    @staticmethod
+    async def cleanup_plugins(chancy: Chancy) -> dict[str, int]:
+        """Call every plugin's ``cleanup(chancy)`` (as Chancy's Pruner does after each pass), so plugins prune
+        their own tables (the WorkflowPlugin: finished workflows). Returns the rows each removed; a plugin whose
+        cleanup fails is logged and the others still run."""
+        removed: dict[str, int] = {}
+        for identifier, plugin in chancy.plugins.items():
+            try:
+                rows = await plugin.cleanup(chancy)
+            except Exception:
+                log.exception("plugin %s: cleanup failed", identifier)
+                continue
+            if rows is not None:
+                removed[identifier] = rows
+                if rows:
+                    log.info("plugin %s removed %d row(s)", identifier, rows)
+        return removed

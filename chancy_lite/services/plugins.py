@@ -1,10 +1,9 @@
-"""``PluginRunner``: each plugin's ``run(worker, chancy)`` loop, restarted with backoff if it fails, and its
-``cleanup`` when the worker stops."""
+"""``PluginRunner``: each plugin's ``run(worker, chancy)`` loop, restarted with backoff if it fails, and
+cancelled when the worker stops. (A plugin's ``cleanup`` is called by the Pruner after each pass, as Chancy.)"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +68,3 @@ class PluginRunner(Service):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for plugin in self.plugins:
-            with contextlib.suppress(Exception):
-                await plugin.cleanup(self.worker.chancy)

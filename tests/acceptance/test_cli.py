@@ -113,15 +113,12 @@ def table(text: str) -> list[list[str]]:
 
 # ------------------------------------------------------------------ migrations
 
-# What `migrate` prints for the core's steps, up from nothing and down to nothing.
-MIGRATED_UP = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
-MIGRATED_DOWN = "".join(f"migrated chancy {v} -> {v - 1}\n" for v in range(len(CORE_MIGRATIONS), 0, -1))
-
 
 def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> None:
     result = cli("--db", db_path, "migrate")
     assert result.code == 0
-    assert result.out == MIGRATED_UP
+    steps = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
+    assert result.out == steps + "migrated workflow 0 -> 1\n"  # the WorkflowPlugin is a default
     with Chancy(db_path) as app:
         assert app.sync_is_up_to_date()
     assert cli("--db", db_path, "migrate").out == "nothing to migrate\n"
@@ -129,7 +126,8 @@ def test_migrate_creates_the_file_and_says_what_ran(cli: Cli, db_path: str) -> N
 
 def test_migrate_to_version_zero_drops_the_schema(db: Cli, db_path: str) -> None:
     result = db("migrate", "--to-version", "0")
-    assert (result.code, result.out) == (0, MIGRATED_DOWN)
+    steps = "".join(f"migrated chancy {v} -> {v - 1}\n" for v in range(len(CORE_MIGRATIONS), 0, -1))
+    assert (result.code, result.out) == (0, "migrated workflow 1 -> 0\n" + steps)
     with Chancy(db_path) as app:
         assert not app.sync_is_up_to_date()
 
@@ -348,10 +346,10 @@ def test_job_get_shows_every_field_and_tracebacks(db: Cli, db_path: str) -> None
     job_id = failed_job(db_path)
     result = db("job", "get", job_id)
     assert result.code == 0
-    fields = dict(line.split(":", 1) for line in result.out.splitlines()[:15])
+    fields = dict(line.split(":", 1) for line in result.out.splitlines()[:17])
     assert set(fields) == {
-        "id", "func", "queue", "state", "attempts", "priority", "unique_key", "created_at", "scheduled_at",
-        "started_at", "completed_at", "kwargs", "meta", "limits", "errors",
+        "id", "func", "queue", "state", "attempts", "priority", "unique_key", "limit_key", "key_limits", "created_at",
+        "scheduled_at", "started_at", "completed_at", "kwargs", "meta", "limits", "errors",
     }
     assert fields["id"].strip() == job_id
     assert fields["state"].strip() == "failed"
@@ -558,7 +556,8 @@ def run_process(*argv: str, env: dict[str, str] | None = None) -> subprocess.Com
 def test_subprocess_round_trip(db_path: str) -> None:
     module = [sys.executable, "-m", "chancy_lite.cli"]
     migrated = run_process(*module, "--db", db_path, "migrate")
-    assert (migrated.returncode, migrated.stdout) == (0, MIGRATED_UP), migrated.stderr
+    steps = "".join(f"migrated chancy {v} -> {v + 1}\n" for v in range(len(CORE_MIGRATIONS)))
+    assert (migrated.returncode, migrated.stdout) == (0, steps + "migrated workflow 0 -> 1\n"), migrated.stderr
     pushed = run_process(*module, "queue", "push", FUNC, "--kwargs", '{"n": 5}', env={DB_ENV: db_path})
     assert pushed.returncode == 0, pushed.stderr
     job_id = pushed.stdout.strip()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chancy_lite import Chancy, Job, QueuedJob
 from chancy_lite.testing import drain
-from tests.hook_plugins import Recorder, hook_log
+from tests.hook_plugins import Picky, Recorder, hook_log
 
 State = QueuedJob.State
 
@@ -64,6 +64,19 @@ def test_a_job_cancelled_while_it_runs_is_not_an_update(db_path: str) -> None:
         log = hook_log(db_path)
     assert job is not None and job.state is State.FAILED
     assert [row[0] for row in log] == ["starting"]
+
+
+def test_a_plugin_that_filters_is_shown_only_the_updates_it_wants(db_path: str) -> None:
+    """``wants_updates_for``: the other jobs reach neither update hook (and cost it nothing); starting is unfiltered."""
+    with Chancy(db_path, plugins=[Picky(db_path)]) as chancy:
+        chancy.sync_migrate()
+        watched = chancy.sync_push(Job(func="tests.jobs.noop", meta={"watched": True}))
+        other = chancy.sync_push(Job(func="tests.jobs.noop"))
+        drain(chancy)
+        log = hook_log(db_path)
+    assert sorted(row[1] for row in log if row[0] == "starting") == sorted([watched.identifier, other.identifier])
+    assert [(row[0], row[1]) for row in log if row[0] != "starting"] == [
+        ("in_transaction", watched.identifier), ("updated", watched.identifier)]
 
 
 def test_plugins_without_job_hooks_are_not_copied_to_children(db_path: str) -> None:

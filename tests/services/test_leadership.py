@@ -30,7 +30,7 @@ def leader_of(app: Chancy) -> list[str]:
 
 def test_defaults_are_keyed_by_identifier_and_duplicates_refused(db_path: str) -> None:
     chancy = Chancy(db_path)
-    assert list(chancy.plugins) == ["chancy.leadership", "chancy.pruner", "chancy.recovery"]
+    assert list(chancy.plugins) == ["chancy.leadership", "chancy.pruner", "chancy.recovery", "chancy.workflow_plugin"]
     mine = Leadership(poll_interval=1, timeout=3)
     assert Chancy(db_path, plugins=[mine]).plugins["chancy.leadership"] is mine  # the user's wins
     with pytest.raises(ValueError, match=r"chancy\.pruner"):

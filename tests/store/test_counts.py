@@ -84,7 +84,7 @@ def test_count_jobs_reads_no_finished_row(chancy: Chancy) -> None:
     """The plan: the waiting and running jobs' partial indexes, and the counts table; never a scan of jobs."""
     with chancy.connection() as conn:
         plan = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + chancy.store.q.COUNT_JOBS)]
-    assert any("jobs_claim" in step for step in plan) and any("jobs_running" in step for step in plan), plan
+    assert any("jobs_due" in step for step in plan) and any("jobs_running" in step for step in plan), plan
     assert any("job_counts" in step for step in plan), plan
     assert not any(step.startswith("SCAN") and step.split()[1].endswith("jobs") and "INDEX" not in step
                    for step in plan), plan

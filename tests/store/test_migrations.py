@@ -19,8 +19,10 @@ from chancy_lite.errors import SchemaTooNewError
 from chancy_lite.sql import CORE_MIGRATIONS
 
 CORE_TABLES = {
-    "chancy_jobs", "chancy_queues", "chancy_workers", "chancy_leader", "chancy_queue_rate_limits", "chancy_job_counts",
+    "chancy_jobs", "chancy_queues", "chancy_workers", "chancy_leader", "chancy_queue_rate_limits",
+    "chancy_key_rate_limits", "chancy_job_counts",
 }
+WORKFLOW_TABLES = {"chancy_workflows", "chancy_workflow_steps"}  # the WorkflowPlugin is a default plugin
 
 
 @pytest.fixture
@@ -50,15 +52,15 @@ def test_up_down_to_zero_and_up_again(db_path: str, raw: apsw.Connection) -> Non
     with Chancy(db_path) as app:
         assert app.sync_is_up_to_date() is False
         ran = app.sync_migrate()
-        assert ran == [f"chancy {v} -> {v + 1}" for v in range(len(CORE_MIGRATIONS))]
+        assert ran == [*(f"chancy {v} -> {v + 1}" for v in range(len(CORE_MIGRATIONS))), "workflow 0 -> 1"]
         assert app.sync_is_up_to_date() is True
         tables = {name for name, (type_, _) in schema(raw).items() if type_ == "table"}
-        assert tables == CORE_TABLES | {"chancy_migrations"}
+        assert tables == CORE_TABLES | WORKFLOW_TABLES | {"chancy_migrations"}
         assert stored_version(raw) == len(CORE_MIGRATIONS)
         app.sync_push(Job(func="a.b"))
 
         down = app.sync_migrate(to_version=0)
-        assert down == [f"chancy {v} -> {v - 1}" for v in range(len(CORE_MIGRATIONS), 0, -1)]
+        assert down == ["workflow 1 -> 0", *(f"chancy {v} -> {v - 1}" for v in range(len(CORE_MIGRATIONS), 0, -1))]
         assert schema(raw) == {}  # every chancy_ table and index is gone, the migrations table too
         assert app.sync_is_up_to_date() is False
 
@@ -135,7 +137,7 @@ def test_a_custom_prefix_keeps_its_own_tables(db_path: str, raw: apsw.Connection
         assert custom.sync_is_up_to_date() is True
         assert default.sync_is_up_to_date() is False  # the default prefix is still unmigrated
         assert {name for name, (t, _) in schema(raw, "myq_").items() if t == "table"} == {
-            name.replace("chancy_", "myq_") for name in CORE_TABLES | {"chancy_migrations"}
+            name.replace("chancy_", "myq_") for name in CORE_TABLES | WORKFLOW_TABLES | {"chancy_migrations"}
         }
         assert schema(raw, "chancy_") == {}
 
@@ -202,15 +204,16 @@ def test_concurrent_migrators_serialise_and_the_losers_find_nothing_to_do(tmp_pa
     assert failures == [], failures[0]
     assert len(reports) == RACERS * len(jobs)
     assert [r.exitcode for r in racers] == [0] * RACERS
-    steps_up = [f"chancy {v} -> {v + 1}" for v in range(len(CORE_MIGRATIONS))]
-    steps_down = [f"chancy {v} -> {v - 1}" for v in range(len(CORE_MIGRATIONS), 0, -1)]
+    steps_up = [*(f"chancy {v} -> {v + 1}" for v in range(len(CORE_MIGRATIONS))), "workflow 0 -> 1"]
+    steps_down = ["workflow 1 -> 0", *(f"chancy {v} -> {v - 1}" for v in range(len(CORE_MIGRATIONS), 0, -1))]
     for path, to_version in jobs:
         ran = sorted((r for p, _, r, _ in reports if p == path), key=len)
         assert ran == [[]] * (RACERS - 1) + [steps_up if to_version is None else steps_down], path
         conn = apsw.Connection(path)
         try:
             if to_version is None:
-                assert {n for n, (t, _) in schema(conn).items() if t == "table"} == CORE_TABLES | {"chancy_migrations"}
+                tables = CORE_TABLES | WORKFLOW_TABLES | {"chancy_migrations"}
+                assert {n for n, (t, _) in schema(conn).items() if t == "table"} == tables
                 assert stored_version(conn) == len(CORE_MIGRATIONS)
             else:
                 assert schema(conn) == {}
@@ -242,7 +245,7 @@ def test_the_claim_uses_the_partial_covering_index(chancy: Chancy, statement: st
         conn.execute("ANALYZE")
         plan = chancy.store.explain(conn, statement, claim_params(n))
     text = "\n".join(plan)
-    assert "USING COVERING INDEX chancy_jobs_claim" in text, text
+    assert "USING COVERING INDEX chancy_jobs_claim_unkeyed" in text, text
     assert "TEMP B-TREE" not in text, text  # the index serves the ORDER BY: no sort
     assert not any(line.startswith("SCAN") for line in plan), text
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from chancy_lite.db import Connection
 from chancy_lite.job import Job
 from chancy_lite.plugins.cron import sql
-from chancy_lite.store import Store
+from chancy_lite.store import Statements, Store
+from chancy_lite.store import fetch_all as _fetch
 from chancy_lite.utils import from_micros
 
 
@@ -66,7 +67,7 @@ class CronStore:
     def __init__(self, core: Store) -> None:
         self.core = core
         self.prefix = core.prefix
-        self.q = _Statements(core.prefix)
+        self.q = Statements(core.prefix, sql)
 
     def upsert_schedules(self, conn: Connection, schedules: Sequence[NewSchedule]) -> None:
         """Store schedules in one transaction, replacing those with the same keys (their last_run is kept)."""
@@ -125,21 +126,3 @@ class CronStore:
         """The earliest run after ``now`` (µs), or None without schedules."""
         value: int | None = _fetch(conn, self.q.NEXT_WAKE, {"now": now})[0][0]
         return value
-
-
-def _fetch(conn: Connection, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Every row of a statement, fetched at once (no read transaction is left open)."""
-    return conn.execute(statement, params).fetchall()
-
-
-class _Statements:
-    """The statements of the plugin's sql module formatted for one prefix, as attributes."""
-
-    def __init__(self, prefix: str) -> None:
-        for name in dir(sql):
-            value = getattr(sql, name)
-            if name.isupper() and isinstance(value, str):
-                setattr(self, name, value.format(p=prefix))
-
-    def __getattr__(self, name: str) -> str:  # for type checkers: every attribute is a str
-        raise AttributeError(name)
