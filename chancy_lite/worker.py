@@ -357,7 +357,10 @@ class Worker:
         if current is not None:
             task = asyncio.ensure_future(current.close(timeout=1.0))  # reap it
             task.add_done_callback(lambda t: t.exception())
-        self._template = Template(sys_path=sys.path, alias=alias.installed())
+        # The plugins whose job hooks run in children come to each child pickled: their modules are imported once,
+        # in the template, rather than in every child that unpickles them.
+        plugins = {type(plugin).__module__ for plugin in hooked(self.chancy.plugins.values())} - {"__main__"}
+        self._template = Template(sys_path=sys.path, alias=alias.installed(), preload=tuple(sorted(plugins)))
         self._template.start()
         self._template_started = time.monotonic()
         return self._template
