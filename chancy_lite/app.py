@@ -90,7 +90,7 @@ class Chancy:
         #: The wake-up channel of the file (see chancy_lite.wake), opened with the first connection.
         self.channel: wake.Channel | None = None
         self._local = threading.local()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: _conn() holds it while connect() opens the channel
         self._connections: list[db.Connection] = []
         self._memory_lock = threading.RLock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -110,6 +110,7 @@ class Chancy:
         )
         if self.path != db.MEMORY:
             conn.publisher = self._publish
+            conn.handoff = self._handoff()
         conn.store = self.store
         conn.now = self.now
         return conn
@@ -123,6 +124,16 @@ class Chancy:
                     self.channel = wake.Channel(self.path)
                 channel = self.channel
         channel.publish(changes)
+
+    def _handoff(self) -> wake.Channel:
+        """The wake-up channel (opened on first use), through which single pushes are handed to idle children."""
+        channel = self.channel
+        if channel is None:
+            with self._lock:
+                if self.channel is None:
+                    self.channel = wake.Channel(self.path)
+                channel = self.channel
+        return channel
 
     def _conn(self) -> db.Connection:
         """This thread's connection (one for all threads with ``:memory:``)."""

@@ -18,6 +18,7 @@ next claim. While idle it advertises itself so that pushers wake it directly
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import faulthandler
@@ -40,13 +41,15 @@ from chancy_lite.job import Limit, QueuedJob
 from chancy_lite.journal import Journal, journal_name
 from chancy_lite.outcome import Outcome, dump_meta, next_outcome, stored_view
 from chancy_lite.plugin import unpack_plugins
-from chancy_lite.store import Store
+from chancy_lite.store import Store, claimed_jobs, handed_job, outcomes_payload
 from chancy_lite.utils import import_string, micros_now
 
 log = logging.getLogger(__name__)
 
 #: Seconds between two saves of a running job's meta by ``QueuedJob.progress``.
 PROGRESS_INTERVAL = 0.25
+#: Seconds between two looks of an idle child for jobs handed over to it that it never heard of.
+LOST_HANDOVER_CHECK = 30.0
 T = TypeVar("T")
 
 # Seconds: a claimed job that may run longer (never seen here, or seen to) has run recorders write what they keep
@@ -90,6 +93,7 @@ class ChildConfig:
     executor: str | None = None  # the queue's executor class (import path): its get_function_and_kwargs is used
     plugins: str | None = None  # base64 pickle of the plugins whose job hooks run here (see hooks.hooked)
     alias: bool = False  # install chancy_lite.alias (import chancy -> chancy_lite) before importing job modules
+    parent_pid: int | None = None  # the process that started this child (supervisor or template), for its death
 
 
 # ----------------------------------------------------------------- the runner
@@ -122,6 +126,8 @@ class Runner:
 
     #: What this runner can do with a job (see chancy_lite.execution.Capability).
     capabilities = Capability.SYNC_JOBS | Capability.ASYNC_JOBS
+    #: Whether pushers may hand jobs over to it (it alone holds what its pid holds: a process child).
+    takes_handovers = False
 
     def __init__(self, config: ChildConfig) -> None:
         self.config = config
@@ -137,6 +143,8 @@ class Runner:
         self.conn.store = self.store
         self.conn.now = lambda: self.now()  # read at each call: chancy_lite.testing swaps in the app's clock
         self.mailbox = wake.Listener(self.channel, wake.CHILD, name=wake.mailbox_name(config.key))
+        #: Taken around this child's write transactions (see db.WriterLock): the children of the file take turns.
+        self.writers = db.WriterLock(os.path.join(self.channel.directory, "writers.lock"))
         self.journal = Journal(
             os.path.join(self.channel.directory, journal_name(config.worker_id, self.pid, config.key))
         )
@@ -156,6 +164,13 @@ class Runner:
         self._task: asyncio.Future[Any] | None = None
         self.advertised = False
         self.idle_path = os.path.join(self.channel.directory, wake.idle_name(config.queue, config.key))
+        #: Where pushers reach this child while it is idle (its idle link points here), made on first use.
+        self.inbox: wake.Listener | None = None
+        self.identity: str | None = None
+        #: Jobs handed over to this child (held by it already, see chancy_lite.wake), not run yet.
+        self.handed: list[QueuedJob] = []
+        self._handed_ids: collections.deque[str] = collections.deque(maxlen=256)  # taken lately (no job twice)
+        self._lost_check_due = 0.0  # time.monotonic() from which an idle child looks for lost hand-overs again
         self.now: Callable[[], int] = micros_now  # the clock (chancy_lite.testing swaps in a controllable one)
         # The batch being run and its watcher; the lock also serialises the threads' use of the connection (the
         # watcher's, a progress timer's and this one's).
@@ -184,7 +199,8 @@ class Runner:
                         continue  # look once more now that pushers can see us: a push in between is not lost
                     self.idle()
                     continue
-                self.advertise(False)
+                if self.advertise(False):
+                    jobs += self.take_handed()  # handed over before pushers stopped seeing us
                 self.run_batch(jobs)
                 if self.config.maximum_jobs and self.jobs_run >= self.config.maximum_jobs:
                     self.stopping = True
@@ -193,6 +209,7 @@ class Runner:
                              self.config.maximum_rss)
                     self.stopping = True
         finally:
+            self.give_back_handed()
             self.flush()
             self.close()
 
@@ -290,7 +307,7 @@ class Runner:
         config, store, pending = self.config, self.store, self.pending
 
         def write() -> list[QueuedJob]:
-            with self.conn:
+            with self.writers, self.conn:
                 updated = self.write_outcomes(pending)
                 if not batch.marked:
                     store.mark_job_started(self.conn, job, started_at=batch.began_at, worker_id=config.worker_id,
@@ -327,9 +344,15 @@ class Runner:
         return max(n, 0)
 
     def exchange(self) -> list[QueuedJob]:
-        """Write pending outcomes and claim the next jobs, in one transaction. Retries transient errors."""
-        n = self.claim_size()
-        return self.with_retry(lambda: self._exchange(n))
+        """Write pending outcomes and claim the next jobs, in one transaction. Retries transient errors.
+
+        Jobs handed over to this child come first, and then nothing more is claimed; with nothing to write either,
+        there is no transaction at all (a push's fastest path to a running job)."""
+        handed, self.handed = self.handed, []
+        if handed and not self.pending:
+            return handed
+        n = 0 if handed else self.claim_size()
+        return handed + self.with_retry(lambda: self._exchange(n))
 
     def _exchange(self, n: int) -> list[QueuedJob]:
         with self.batch_lock:  # a progress timer may share the connection
@@ -338,8 +361,9 @@ class Runner:
     def _exchange_locked(self, n: int) -> list[QueuedJob]:
         config, store = self.config, self.store
         pending = self.pending
-        with self.conn:
-            updated = self.write_outcomes(pending)
+        payload = outcomes_payload([o for o in pending if o.state is not State.PENDING])  # not holding the lock
+        with self.writers, self.conn:
+            updated = self.write_outcomes(pending, payload)
             now = self.claimed_at = self.now()
             window = int(config.rate_limit_window * 1_000_000) if config.rate_limit and config.rate_limit_window else 0
             self.rate_limited_until = None
@@ -349,43 +373,47 @@ class Runner:
                     self.conn, config.queue, n, now=now, limit=config.rate_limit or 0, window=window
                 )
                 self.rate_limited_until = window_end if n == 0 else None
-            jobs = (
-                store.claim_jobs(
+            rows = (
+                store.claim_job_rows(
                     self.conn, config.queue, n, now=now, worker_id=config.worker_id, pid=self.pid,
                     pid_start=self.pid_start,
                 )
                 if n
                 else []
             )
-            if jobs and window:
-                store.spend_rate_budget(self.conn, config.queue, used + len(jobs), now=now, window=window)
+            if rows and window:
+                store.spend_rate_budget(self.conn, config.queue, used + len(rows), now=now, window=window)
             if self.hooks.recorders:
                 # Run counts are written at most every second, and now if this child goes idle or may be busy a
-                # while with what it claimed (so they do not wait for the end of a long job).
-                force = not jobs or any(self._may_run_long(job.func, RECORD_BEFORE) for job in jobs)
+                # while with what it claimed (so they do not wait for the end of a long job). row[2]: the function.
+                force = not rows or any(self._may_run_long(row[2], RECORD_BEFORE) for row in rows)
                 self.hooks.transaction_ending(self.conn, now=now, prefix=store.prefix, worker_id=config.worker_id,
                                               force=force)
+        jobs = claimed_jobs(rows)  # after the commit: the other children need not wait for it
         self.pending = []
         self.journal.reset()
         self.written(pending, updated)
         return jobs
 
-    def write_outcomes(self, outcomes: list[Outcome]) -> list[QueuedJob]:
+    def write_outcomes(self, outcomes: list[Outcome], payload: str | None = None) -> list[QueuedJob]:
         """Write finished runs (in the caller's transaction). When plugins are shown written jobs, the accepted
         ones go to ``on_jobs_updated_in_transaction`` here and are returned for ``written`` after the commit."""
         config, store, conn, hooks = self.config, self.store, self.conn, self.hooks
-        if not hooks.wants_runs:
-            for outcome in outcomes:
+        ended = [o for o in outcomes if o.state is not State.PENDING]  # written together, in one statement
+        done = store.complete_jobs(conn, ended, worker_id=config.worker_id, pid=self.pid, queue=config.queue,
+                                   payload=payload)
+        accepted = dict(zip((o.id for o in ended), done, strict=True))
+        for outcome in outcomes:
+            if outcome.state is State.PENDING:  # given back (a shutdown, or past the batch window)
                 store.complete_job(conn, outcome, worker_id=config.worker_id, pid=self.pid, queue=config.queue)
+        if not hooks.wants_runs:
             return []
         updated: list[QueuedJob] = []
         runs: list[FinishedRun] = []
         now = self.now()
-        for outcome in outcomes:
-            accepted = store.complete_job(conn, outcome, worker_id=config.worker_id, pid=self.pid,
-                                          queue=config.queue)
+        for outcome in ended:
             job = self.ran.get(outcome.id)
-            if accepted and job is not None and outcome.state is not State.PENDING:
+            if accepted[outcome.id] and job is not None:
                 if hooks.wants_updates and (not hooks.recorders or hooks.watches(job)):  # else kept for recorders
                     updated.append(stored_view(job, outcome))
                 if hooks.recorders:
@@ -428,7 +456,34 @@ class Runner:
         timeout = self.with_retry(self.idle_timeout)
         if timeout <= 0:
             return
-        self.handle_messages(self.mailbox.wait(timeout))
+        messages = wake.wait_any([self.mailbox, self.inbox] if self.inbox is not None else [self.mailbox], timeout)
+        self.handle_messages(messages)
+        if not messages and self.advertised and self.takes_handovers and time.monotonic() >= self._lost_check_due:
+            self.find_lost_handovers()
+
+    def find_lost_handovers(self) -> None:
+        """Jobs held by this idle child that it never heard of: a pusher handed one over and died before sending
+        it (or its datagram was lost). An idle child holds nothing else, so they are run now. Looked for at most
+        every ``LOST_HANDOVER_CHECK`` seconds: it is rare, and an idle child should cost next to nothing."""
+        self._lost_check_due = time.monotonic() + LOST_HANDOVER_CHECK
+        held = self.with_retry(lambda: self.store.held_jobs(self.conn, self.config.worker_id, self.pid))
+        for job in held:
+            if str(job.id) not in self._handed_ids and job.started_at is None:
+                log.info("job %s was handed over to this child but never announced; running it", job.id)
+                self._handed_ids.append(str(job.id))
+                self.handed.append(job)
+
+    def take_handed(self) -> list[QueuedJob]:
+        """The jobs handed over and waiting in the inbox (call once pushers no longer see this child)."""
+        if self.inbox is not None:
+            self.handle_messages(self.inbox.drain())
+        handed, self.handed = self.handed, []
+        return handed
+
+    def give_back_handed(self) -> None:
+        """On the way out: jobs handed over and not run go back to wait (released, their attempt not counted)."""
+        self.advertise(False)
+        self.pending.extend(self.release(job) for job in self.take_handed())
 
     def idle_timeout(self) -> float:
         """After a claim that found nothing: how long to wait for a wake-up (seconds, at most the polling
@@ -450,9 +505,17 @@ class Runner:
         if idle == self.advertised:
             return False
         self.advertised = idle
+        if idle and self.inbox is None:
+            config = self.config
+            self.inbox = wake.Listener(self.channel, wake.INBOX, name=wake.inbox_name(config.key))
+            # A rate-limited queue counts every claim: its jobs are never handed over.
+            self.identity = wake.write_identity(self.channel.directory, config.key, worker_id=config.worker_id,
+                                                pid=self.pid, pid_start=self.pid_start,
+                                                handover=self.takes_handovers and config.rate_limit is None)
         with contextlib.suppress(FileExistsError, FileNotFoundError):
             if idle:
-                os.link(self.mailbox.path, self.idle_path)
+                assert self.inbox is not None
+                os.link(self.inbox.path, self.idle_path)
             else:
                 os.unlink(self.idle_path)
         return True
@@ -463,6 +526,11 @@ class Runner:
             if isinstance(decoded, wake.Work) and decoded.count is not None:
                 # A push of that many jobs woke us: claim no more (one job: the scalar claim).
                 self.claim_hint = max(self.claim_hint or 0, decoded.count)
+            elif isinstance(decoded, wake.Handed):
+                job = handed_job(decoded.row, self.config.worker_id)
+                if str(job.id) not in self._handed_ids:
+                    self._handed_ids.append(str(job.id))
+                    self.handed.append(job)
             elif isinstance(decoded, wake.Stop):
                 self.stopping = True
             elif isinstance(decoded, wake.Cancel):
@@ -473,6 +541,8 @@ class Runner:
 
     def cancelled_before_start(self, job: QueuedJob) -> bool:
         """Whether ``job``, claimed by us, was cancelled (or taken from us) before it started."""
+        if not self.cancelled_claims:
+            return False
         job_id = str(job.id)
         if job_id not in self.cancelled_claims:
             return False
@@ -487,7 +557,13 @@ class Runner:
         self.journal.close(remove=not self.pending)
         self.hooks.close()
         self.mailbox.close()
+        if self.inbox is not None:
+            self.inbox.close()
+        if self.identity is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.identity)
         self.channel.close()
+        self.writers.close()
         self.conn.close()
 
     # ---- one job
@@ -674,6 +750,7 @@ class ProcessRunner(Runner):
         Capability.SYNC_JOBS | Capability.ASYNC_JOBS | Capability.CANCELLATION | Capability.AUTOMATIC_TIME_LIMITS
         | Capability.MEMORY_LIMITS
     )
+    takes_handovers = True
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGINT, _ignore_signal)  # Ctrl-C reaches the supervisor, which decides
@@ -686,7 +763,8 @@ class ProcessRunner(Runner):
         # supervisor sends it to a child that did not stop in time, to show where it was.
         faulthandler.register(signal.SIGWINCH, all_threads=True, chain=False)
         proc.set_parent_death_signal(signal.SIGUSR2)
-        if os.getppid() == 1:  # the supervisor died before we asked to be told
+        parent = self.config.parent_pid
+        if os.getppid() == 1 or (parent is not None and os.getppid() != parent):  # it died before we asked
             self.stopping = True
 
     def after_job(self, *, succeeded: bool) -> None:
@@ -820,7 +898,7 @@ class _ProcessLimits:
 
 
 def child_main(config: ChildConfig) -> None:
-    """Entry point of a spawned child process."""
+    """Entry point of a child process (spawned, or forked from the template)."""
     if config.log_level is not None:
         logging.basicConfig(
             level=config.log_level, stream=sys.stderr,
@@ -832,6 +910,9 @@ def child_main(config: ChildConfig) -> None:
         for sig in (signal.SIGTERM, signal.SIGUSR2):
             signal.signal(sig, lambda signum, frame: early.append(signum))
         signal.signal(signal.SIGINT, _ignore_signal)
+    # A child forked from the template starts with these blocked (chancy_lite.template): a stop request that came
+    # meanwhile is delivered now, to the handlers above, and programs its jobs run inherit no blocked signal.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     runner = ProcessRunner(config)
     if config.register_signals:
         runner.install_signals()
@@ -869,9 +950,15 @@ class ThreadRunner(Runner):
 
 
 def main() -> None:
-    """``python -m chancy_lite.child``: read the config (JSON) on stdin and run."""
+    """``python -m chancy_lite.child``: read the payload (JSON) on stdin and run."""
     payload = json.loads(sys.stdin.buffer.read())
     sys.stdin.close()
+    run(payload)
+
+
+def run(payload: dict[str, Any]) -> None:
+    """Run a child from its payload (``{"config": ChildConfig as a dict, "sys_path": [...]}``), in a spawned
+    process or in one forked from the template (chancy_lite.template)."""
     sys.path[:] = payload["sys_path"]
     data = payload["config"]
     if data.get("alias"):

@@ -5,6 +5,7 @@ matters, ``now`` (integer microseconds since the epoch): only the loops read
 the clock, so tests drive schedules, retries and leases by passing ``now``.
 Write methods run in ``with conn:`` (``BEGIN IMMEDIATE``, or a savepoint inside
 a caller's transaction) and record what they changed on the connection, which publishes it after the commit.
+The one send the store makes itself is a hand-over (through ``conn.handoff``), whose delivery decides the row.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from chancy_lite import sql
+from chancy_lite import sql, wake
 from chancy_lite.db import Connection
 from chancy_lite.errors import SchemaTooNewError
 from chancy_lite.job import Job, Limit, QueuedJob, stored_uuid
@@ -73,6 +74,28 @@ def row_to_job(row: Sequence[Any]) -> QueuedJob:
         errors=json.loads(errors) if errors != "[]" else [],
         **keyed,
     )
+
+
+def claimed_jobs(rows: Sequence[Row]) -> list[QueuedJob]:
+    """The jobs of ``Store.claim_job_rows``, in claim order (priority, then age)."""
+    jobs = [row_to_job(row) for row in rows]
+    if len(jobs) > 1:  # RETURNING gives no order guarantee
+        jobs.sort(key=lambda j: (-j.priority, j.id))
+    return jobs
+
+
+def outcomes_payload(outcomes: Sequence[Outcome]) -> str:
+    """The ``:outcomes`` JSON of ``COMPLETE_JOBS``."""
+    return json.dumps([[o.id, o.attempts, o.state.value, o.completed_at, o.meta, o.error, o.scheduled_at,
+                        o.started_at] for o in outcomes], separators=(",", ":"))
+
+
+def handed_job(row: Sequence[Any], worker_id: str) -> QueuedJob:
+    """The job a child was handed over (its ``JobRow``), as its claim would have returned it."""
+    (id_, queue, func, kwargs, limits, meta, priority, max_attempts, created_at, scheduled_at, unique_key,
+     limit_key, key_limits) = row
+    return row_to_job((id_, queue, func, kwargs, limits, meta, "running", priority, 0, max_attempts, worker_id,
+                       created_at, None, None, scheduled_at, unique_key, "[]", limit_key, key_limits))
 
 
 def _key_fields(limit_key: str, key_limits: str) -> dict[str, Any]:
@@ -217,7 +240,7 @@ class Store:
         if not prefix.replace("_", "").isalnum() or not prefix[0].isalpha():
             raise ValueError(f"prefix {prefix!r} must be letters, digits and '_' (such as 'chancy_')")
         self.prefix = prefix
-        self.q = Statements(prefix)
+        self.q = statements(prefix)
         self.migrations: dict[str, list[Step]] = {CORE_KEY: sql.CORE_MIGRATIONS}
 
     @staticmethod
@@ -312,8 +335,10 @@ class Store:
         counts: dict[str, int] = {}
         params = [job_params(job, i, now) for job, i in zip(jobs, new_ids(len(jobs)), strict=True)]
         if len(params) == 1 and params[0].unique_key is None and not conn.in_transaction:
-            conn.execute(self.q.INSERT_JOB, params[0])  # one statement, its own transaction: the fast single push
-            self._changed(conn, claimable=(params[0].queue, 1))
+            # One statement, its own transaction: the fast single push (handed over to an idle child if one takes it).
+            if not self._hand_over(conn, params[0], now):
+                conn.execute(self.q.INSERT_JOB, params[0])
+                self._changed(conn, claimable=(params[0].queue, 1))
             return [params[0].id]
         with conn:
             if len(params) > 1 and all(p.unique_key is None for p in params):  # no unique keys: no conflict
@@ -332,6 +357,24 @@ class Store:
             for queue, count in counts.items():
                 self._changed(conn, claimable=(queue, count))
         return ids
+
+    def _hand_over(self, conn: Connection, row: JobRow, now: int) -> bool:
+        """Insert a job held by an idle child of its queue and send it to that child (``conn.handoff``, see
+        chancy_lite.wake); False when there is none, or the job is not one to hand over (limits, not due yet,
+        too big). A job that could not be delivered is put back to wait and announced as usual."""
+        handoff = conn.handoff
+        if handoff is None or row.limits != "[]" or row.scheduled_at > now or row.limit_key is not None:
+            return False  # a keyed job waits for its key's limits, which only a claim weighs
+        if len(row.kwargs) + len(row.meta) + len(row.func) > wake.MAX_HANDOVER_BYTES:
+            return False
+        target = handoff.handover_target(row.queue)
+        if target is None:
+            return False
+        conn.execute(self.q.INSERT_HANDED_JOB, (*row, target.worker_id, target.pid, target.pid_start))
+        if not handoff.hand_over(target, row):
+            conn.execute(self.q.RELEASE_HANDED_JOB, (row.id, target.worker_id, target.pid))
+            self._changed(conn, claimable=(row.queue, 1))
+        return True
 
     def get_job(self, conn: Connection, job_id: str) -> QueuedJob | None:
         rows = _fetch(conn, self.q.GET_JOB, (job_id,))
@@ -368,7 +411,13 @@ class Store:
         return [row_to_job(row) for row in _fetch(conn, self.q.RECENT_FAILURES, {"limit": limit, "scan": scan})]
 
     def count_jobs(self, conn: Connection) -> list[tuple[str, str, int]]:
+        """``(queue, state, count)`` for every queue and state with jobs; reads the waiting and running jobs'
+        indexes and the finished jobs' counts, never the whole table."""
         return _fetch(conn, self.q.COUNT_JOBS)
+
+    def count_jobs_scan(self, conn: Connection) -> list[tuple[str, str, int]]:
+        """The same as ``count_jobs``, counted from every row (a full scan: for checks, not for use)."""
+        return _fetch(conn, self.q.COUNT_JOBS_SCAN)
 
     def claim_jobs(
         self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None
@@ -381,18 +430,22 @@ class Store:
         processes: every claim of the file runs in a ``BEGIN IMMEDIATE`` transaction, and this one counts its own.
         While no keyed job waits in the queue, the claim is one statement, as it was before keys.
         """
+        rows = self.claim_job_rows(conn, queue, n, now=now, worker_id=worker_id, pid=pid, pid_start=pid_start)
+        return claimed_jobs(rows)
+
+    def claim_job_rows(
+        self, conn: Connection, queue: str, n: int, *, now: int, worker_id: str, pid: int, pid_start: int | None
+    ) -> list[Row]:
+        """``claim_jobs``, returning the rows as read (``claimed_jobs(rows)`` makes the jobs, after the commit:
+        the write lock is not held for that)."""
         params = {"queue": queue, "now": now, "worker_id": worker_id, "pid": pid, "pid_start": pid_start, "n": n}
         rows = _fetch(conn, self.q.CLAIM_JOB if n == 1 else self.q.CLAIM_JOBS, params)
-        if rows:  # no due keyed job waits: what it claimed is all unkeyed
-            jobs = [row_to_job(row) for row in rows]
-        else:  # nothing was due, or keyed jobs wait: weigh their keys' limits
+        if not rows:  # nothing was due, or keyed jobs wait: weigh their keys' limits
             params["keyed"] = json.dumps(self._admit_keyed(conn, params))
             rows = _fetch(conn, self.q.CLAIM_JOB_WITH_KEYED if n == 1 else self.q.CLAIM_JOBS_WITH_KEYED, params)
-            jobs = [row_to_job(row) for row in rows]
-            self._spend_key_budgets(conn, [job for job in jobs if job.rate_limit_window is not None], now)
-        if n > 1:  # RETURNING gives no order guarantee
-            jobs.sort(key=lambda j: (-j.priority, j.id))
-        return jobs
+            limited = [job for job in map(row_to_job, rows) if job.rate_limit_window is not None]
+            self._spend_key_budgets(conn, limited, now)
+        return rows
 
     def _admit_keyed(self, conn: Connection, params: dict[str, Any]) -> list[int]:
         """The rowids of up to ``n`` due keyed jobs of the queue that a claim may take now, in claim order.
@@ -495,6 +548,32 @@ class Store:
             if not conn.in_transaction:
                 conn.publish_changes()
         return True
+
+    def complete_jobs(
+        self, conn: Connection, outcomes: Sequence[Outcome], *, worker_id: str, pid: int | None, queue: str = "*",
+        payload: str | None = None,
+    ) -> list[bool]:
+        """``complete_job`` for many outcomes, finished or to be retried, in one statement (not releases: those
+        go one by one). Returns, in order, whether each was written. Caller's transaction. ``payload`` is
+        ``outcomes_payload(outcomes)``, made beforehand by a caller that would not make it holding the lock."""
+        if len(outcomes) < 2:
+            return [self.complete_job(conn, o, worker_id=worker_id, pid=pid, queue=queue) for o in outcomes]
+        params = {"outcomes": payload or outcomes_payload(outcomes), "worker_id": worker_id, "pid": pid}
+        written = {row[0] for row in _fetch(conn, self.q.COMPLETE_JOBS, params)}
+        accepted = [o.id in written for o in outcomes]
+        changes = conn.pending_changes()
+        for outcome, ok in zip(outcomes, accepted, strict=True):
+            if not ok:
+                log.info("dropped a stale result for job %s: it was cancelled or recovered meanwhile", outcome.id)
+            elif outcome.state in _RUNNABLE_AGAIN:
+                changes.add_claimable(queue, 1)
+            else:
+                changes.done = True
+                if outcome.frees_key:  # a slot of its key's concurrency cap is free: a waiting job of the key may run
+                    changes.add_claimable(queue, 1)
+        if not conn.in_transaction:
+            conn.publish_changes()
+        return accepted
 
     def mark_job_started(
         self, conn: Connection, job: QueuedJob, *, started_at: int, worker_id: str, pid: int | None
@@ -939,6 +1018,15 @@ def _compile_rule(rule: tuple[Any, ...], now: int, *, finished: bool = False) ->
     return f"{column} {sql.PRUNE_OPERATORS[op]} ?", [value]
 
 
+def statements(prefix: str) -> Statements:
+    """The statements of sql.py formatted for ``prefix``, made once per prefix (children forked from the template
+    share the template's)."""
+    found = _STATEMENTS.get(prefix)
+    if found is None:
+        found = _STATEMENTS[prefix] = Statements(prefix)
+    return found
+
+
 class Statements:
     """The statements of a SQL module (``chancy_lite.sql``, or a plugin's own) formatted for one prefix, as
     attributes: every upper-case ``str`` of the module, with ``{p}`` replaced."""
@@ -951,3 +1039,6 @@ class Statements:
 
     def __getattr__(self, name: str) -> str:  # for type checkers: every attribute is a str
         raise AttributeError(name)
+
+
+_STATEMENTS: dict[str, Statements] = {}

@@ -8,13 +8,23 @@ in a private directory keyed by the database file's identity::
     /tmp/chancy-lite-<uid>/<key>/<kind>-<pid>-<random>.sock
 
 ``kind`` says what the listener wants: ``w`` (worker supervisors: pushes,
-cancels, queue changes), ``j`` (callers waiting for jobs to finish) and ``c``
-(one worker child, addressed by its supervisor). An idle child also links its
-socket as ``i-<queue>~<key>.sock``, so that a push wakes it directly, without
-a hop through its supervisor; the supervisors hear only of the pushes that no
-idle child took. Datagrams are hints:
-they are never the only way work is found (every sleeper also has a timeout),
-so a lost or dropped datagram costs latency, never a job. Sending never blocks.
+cancels, queue changes), ``j`` (callers waiting for jobs to finish), ``c``
+(one worker child, addressed by its supervisor) and ``h`` (one worker child's
+inbox, addressed by pushers). An idle child links its inbox as
+``i-<queue>~<key>.sock``, so that a push wakes it directly, without a hop
+through its supervisor; the supervisors hear only of the pushes that no idle
+child took. Wake-ups are hints: they are never the only way work is found
+(every sleeper also has a timeout), so a lost or dropped datagram costs
+latency, never a job. Sending never blocks.
+
+Hand-over: a single job pushed on its own, due now and without limits, is
+inserted already held by one idle child of its queue (as if that child had
+claimed it) and sent to that child's inbox in the same datagram, so the child
+runs it without a claim transaction of its own. The child's identity (worker,
+pid, start time) is in ``h-<key>.json`` beside its inbox. A child stops
+advertising before it takes any work and then empties its inbox, so a job
+handed to it is never held up behind work it took meanwhile; a hand-over that
+cannot be delivered (the child just left) is put back to wait by the pusher.
 
 Measured here: a datagram wakes a blocked waiter in ~0.1 ms, and an idle
 listener costs no CPU.
@@ -44,6 +54,9 @@ WORKER = "w"
 WAITER = "j"
 CHILD = "c"
 IDLE = "i"
+INBOX = "h"
+#: The largest hand-over datagram (the job's data): a bigger job is pushed the usual way and claimed.
+MAX_HANDOVER_BYTES = 16_384
 
 _MAX_SUN_PATH = 107
 # Directory mtimes come from the kernel's coarse clock (a tick of at most 10 ms): re-list while the last change is
@@ -80,6 +93,7 @@ class Channel:
         self._sender.setblocking(False)
         self._lock = threading.RLock()  # re-entrant: signal handlers send too
         self._listing: tuple[int, dict[str, list[str]]] = (-1, {})
+        self._identities: dict[str, Target | None] = {}  # child key -> who it is (see handover_target)
 
     def close(self) -> None:
         self._sender.close()
@@ -120,6 +134,41 @@ class Channel:
             return 0
         message = b"w %d" % -(-count // len(idle))  # each child's share of the jobs, to size its claim
         return sum(self.send_to(path, message) for path in idle)
+
+    def handover_target(self, queue: str) -> Target | None:
+        """An idle child of ``queue`` that takes hand-overs (picked at random among them), or None."""
+        prefix = f"{IDLE}-{queue}~"
+        idle = [path for path in self.listeners(IDLE)
+                if os.path.basename(path).startswith(prefix) and len(path) <= _MAX_SUN_PATH]
+        if not idle:
+            return None
+        start = random.randrange(len(idle))
+        for path in idle[start:] + idle[:start]:
+            target = self._identity(path, os.path.basename(path)[len(prefix):-len(".sock")])
+            if target is not None:
+                return target
+        return None
+
+    def _identity(self, path: str, key: str) -> Target | None:
+        """The child behind an idle link, from its ``h-<key>.json`` (read once per child)."""
+        if key in self._identities:
+            return self._identities[key]
+        target = None
+        try:
+            with open(os.path.join(self.directory, identity_name(key)), "rb") as fh:
+                data = json.loads(fh.read())
+        except (OSError, ValueError):
+            return None  # not written yet, or gone: not cached
+        if data.get("handover"):
+            target = Target(path, str(data["worker_id"]), int(data["pid"]), data.get("pid_start"))
+        if len(self._identities) > 1000:
+            self._identities.clear()
+        self._identities[key] = target
+        return target
+
+    def hand_over(self, target: Target, row: tuple[Any, ...]) -> bool:
+        """Send a job inserted as held by ``target`` to its inbox; False if it was not delivered."""
+        return self.send_to(target.path, handed_message(row))
 
     def publish(self, changes: Changes) -> None:
         """Tell the listeners what a committed transaction changed (each datagram is a hint)."""
@@ -191,14 +240,7 @@ class Listener:
 
     def wait(self, timeout: float | None) -> list[bytes]:
         """Block until a datagram arrives or ``timeout`` seconds pass; return what arrived."""
-        messages = self.drain()
-        if messages:
-            return messages
-        if timeout is not None and timeout <= 0:
-            return []
-        with contextlib.suppress(InterruptedError):
-            select.select([self.sock], [], [], timeout)
-        return self.drain()
+        return wait_any([self], timeout)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -210,6 +252,28 @@ class Listener:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def wait_any(listeners: list[Listener], timeout: float | None) -> list[bytes]:
+    """Block until a datagram arrives on any of ``listeners`` or ``timeout`` seconds pass; return what arrived."""
+    messages = [m for listener in listeners for m in listener.drain()]
+    if messages or (timeout is not None and timeout <= 0):
+        return messages
+    with contextlib.suppress(InterruptedError):
+        select.select(listeners, [], [], timeout)
+    return [m for listener in listeners for m in listener.drain()]
+
+
+def write_identity(directory: str, key: str, *, worker_id: str, pid: int, pid_start: int | None,
+                   handover: bool) -> str:
+    """Write a child's ``h-<key>.json`` (atomically): who holds the jobs handed to it. Returns its path."""
+    path = os.path.join(directory, identity_name(key))
+    data = json.dumps({"worker_id": worker_id, "pid": pid, "pid_start": pid_start, "handover": handover})
+    scratch = f"{path}.{os.getpid()}.tmp"
+    with open(scratch, "w") as fh:
+        fh.write(data)
+    os.replace(scratch, path)
+    return path
 
 
 # ------------------------------------------------------------ what changed
@@ -238,7 +302,8 @@ class Changes:
 # Supervisors (WORKER listeners) hear: "p <queue> <n>" (n jobs of queue claimable; "*": any queue), "q" (queues
 # changed), "c <job id> <pid>" (cancel the running job), "n <json>" (an event of Chancy.notify, JSON
 # ``{"t": name, **body}`` as Chancy's NOTIFY payload). Waiters hear "d" (jobs finished). A child's mailbox
-# hears: "w" or "w <n>" (work: n jobs for it), "s" (stop after this job), "c <job id>" (cancel that job).
+# hears: "w" or "w <n>" (work: n jobs for it), "s" (stop after this job), "c <job id>" (cancel that job). A child's
+# inbox hears "w <n>" and "j <json>" (a job handed over to it: its INSERT_JOB parameters).
 
 QUEUES_CHANGED = b"q"
 JOBS_DONE = b"d"
@@ -263,6 +328,23 @@ class Work:
     count: int | None  # jobs announced for this child, None: an unsized wake-up
 
 
+@dataclasses.dataclass(frozen=True)
+class Handed:
+    """A job handed over to this child: held by it already (see the module docstring)."""
+
+    row: list[Any]  # the job's INSERT_JOB parameters (chancy_lite.store.JobRow)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """An idle child that takes hand-overs: where to send, and who holds what it is sent."""
+
+    path: str  # its idle link (to its inbox)
+    worker_id: str
+    pid: int
+    pid_start: int | None
+
+
 class QueuesChanged:
     pass
 
@@ -285,6 +367,10 @@ def work_message(count: int | None = None) -> bytes:
 
 def child_cancel_message(job_id: str) -> bytes:
     return f"c {job_id}".encode()
+
+
+def handed_message(row: tuple[Any, ...]) -> bytes:
+    return b"j " + json.dumps(row, separators=(",", ":")).encode()
 
 
 #: The largest event payload, in bytes of JSON (PostgreSQL's NOTIFY limit, which Chancy's events live with).
@@ -338,7 +424,7 @@ def decode_worker(message: bytes) -> Claimable | Cancel | QueuesChanged | Notifi
     return None
 
 
-def decode_child(message: bytes) -> Work | Stop | Cancel | None:
+def decode_child(message: bytes) -> Work | Stop | Cancel | Handed | None:
     """A child's mailbox datagram; None for one it does not know."""
     if message == WAKE:
         return Work(None)
@@ -348,11 +434,30 @@ def decode_child(message: bytes) -> Work | Stop | Cancel | None:
         return Stop()
     if message.startswith(b"c "):
         return Cancel(message[2:].decode())
+    if message.startswith(b"j "):
+        return Handed(json.loads(message[2:]))
     return None
 
 
 def idle_name(queue: str, key: str) -> str:
     return f"{IDLE}-{queue}~{key}.sock"
+
+
+def inbox_name(key: str) -> str:
+    """The socket file name of one child's inbox, which its idle link points to."""
+    return f"{INBOX}-{key}.sock"
+
+
+def identity_name(key: str) -> str:
+    """The file naming who one child is (see ``write_identity``)."""
+    return f"{INBOX}-{key}.json"
+
+
+def remove_child_files(directory: str, queue: str, key: str) -> None:
+    """Remove what a child that exited may have left (it removes them itself when it exits cleanly)."""
+    for name in (idle_name(queue, key), inbox_name(key), identity_name(key), mailbox_name(key)):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, name))
 
 
 def mailbox_name(key: str) -> str:

@@ -16,11 +16,12 @@ import platform
 import re
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from chancy_lite import db, proc, wake
+from chancy_lite import alias, db, proc, wake
 from chancy_lite.app import Chancy
 from chancy_lite.errors import ConfigurationError, MigrationsNeededError
 from chancy_lite.executors.base import Executor, ExecutorContext
@@ -29,6 +30,7 @@ from chancy_lite.hub import Hub
 from chancy_lite.queue import Queue
 from chancy_lite.retry import Backoff, DatabaseRetry
 from chancy_lite.services import Checkpointer, Heartbeat, PluginRunner, QueueWatcher, Rescuer, Service, TimeLimits
+from chancy_lite.template import Template
 from chancy_lite.utils import chancy_uuid
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,8 @@ class Worker:
         self._stop_task: asyncio.Future[bool] | None = None
         self._failure: BaseException | None = None
         self._clean = True
+        self._template: Template | None = None
+        self._template_started = 0.0
 
     @property
     def services(self) -> list[Service]:
@@ -235,6 +239,8 @@ class Worker:
         results = await asyncio.gather(*(ex.stop(self.shutdown_timeout) for ex in executors))
         self._clean = all(result is not False for result in results)
         self.executors.clear()
+        if self._template is not None:
+            await self._template.close()
         for service in self.services:
             await service.close()
         for plugin in self.chancy.plugins.values():
@@ -332,8 +338,9 @@ class Worker:
             for name, executor in self.executors.items():
                 if message.queue == "*" or (message.queue == name and not executor.wakes_directly):
                     executor.wake(message.count)
-                elif message.queue == name:
-                    # Pushers tell supervisors only of jobs that no idle child took: every child is busy.
+                elif message.queue == name and not executor.wake_idle():
+                    # Pushers tell supervisors only of jobs that no idle child took: every child is busy (or, with
+                    # a queue name too long to address an idle link, idle children are reached here).
                     self.hub.emit("worker.queue.full", {"queue": name})
         elif isinstance(message, wake.QueuesChanged):
             self.queues.changed()
@@ -354,7 +361,28 @@ class Worker:
         return ExecutorContext(
             chancy=self.chancy, worker_id=self.worker_id, allowed_modules=self.allowed_modules,
             child_log_level=self.child_log_level(), channel=self._channel, on_child_exit=self.recover_process,
+            template=self.child_template,
         )
+
+    def child_template(self) -> Template:
+        """The template process that forks this worker's children (chancy_lite.template), started on first use.
+
+        One that died is replaced, at most every 10 s; one that refused to fork (unsafe) is not: the executors
+        then spawn their children."""
+        current = self._template
+        if current is not None and (current.dead is None or current.unsafe
+                                    or time.monotonic() - self._template_started < 10):
+            return current
+        if current is not None:
+            task = asyncio.ensure_future(current.close(timeout=1.0))  # reap it
+            task.add_done_callback(lambda t: t.exception())
+        # The plugins whose job hooks run in children come to each child pickled: their modules are imported once,
+        # in the template, rather than in every child that unpickles them.
+        plugins = {type(plugin).__module__ for plugin in hooked(self.chancy.plugins.values())} - {"__main__"}
+        self._template = Template(sys_path=sys.path, alias=alias.installed(), preload=tuple(sorted(plugins)))
+        self._template.start()
+        self._template_started = time.monotonic()
+        return self._template
 
     async def recover_process(self, pid: int | None, how: str, grace: float) -> None:
         """An executor's child exited (``how``): recover the jobs it held, counting each attempt."""

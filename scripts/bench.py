@@ -1,40 +1,41 @@
-"""Benchmark chancy_lite against huey's SqliteHuey, side by side in one run.
+"""Benchmark chancy_lite against huey's SqliteHuey, side by side in one run, in alternating rounds.
 
-Usage: ``scripts/bench [--quick] [--only chancy|huey|pages] [--json PATH] [--dir DIR] [--without-metrics]
-[--drain-only]``
+Usage: ``scripts/bench [--quick] [--rounds N] [--only chancy|huey|pages] [--json PATH] [--dir DIR] [--keep]
+[--options JSON] [--skip-scale]``
 
-Each system gets fresh files in one temporary directory (a new file per phase). It
-prints a table, then one final line of JSON with every figure.
+The machine is shared and noisy, so no figure comes from one run. Each round runs every measurement once, the
+systems alternating (chancy_lite, huey, chancy_lite, ...; the order reversed every other round, so a drift in the
+machine's load hits both alike); each figure is the median of its rounds, printed with its range (min-max) and
+its spread ((max - min) / median). The two chancy drain variants ``default`` and ``norestart`` have the same
+effective options: when their ranges do not overlap, the run says it was too noisy to trust. The machine's load
+(``os.getloadavg()``) is printed at the start of the run and of every round; a run started at a load above half
+the CPU count is called busy.
 
-What is measured, and how:
+What is measured, and how (every system on fresh files, a new file per measurement):
 
-* single push: N jobs pushed one by one from this process (chancy ``sync_push``, huey a
-  task call); these jobs are then drained.
-* bulk push: chancy ``sync_push_many(batch_size=1000)``; huey has no bulk API, so its
-  figure is the enqueue loop of its public API (one commit per task), and a second,
-  non-public figure inserts huey's serialised messages with one ``executemany`` in one
-  transaction on its storage connection (what a bulk API could reach).
-* drain: N no-op jobs pushed first, then a worker is started with 2 processes. The end
-  is detected by polling (50 ms until the first, then 100 ms): chancy counts finished
-  rows with ``sync_count_jobs()``; huey counts stored results (``huey.result_count()``;
-  every task returns a value, so each finished task writes a result row, as each chancy
-  job writes its final state). The figures come from the jobs' own end times (chancy
-  ``completed_at``, huey's no-op returns ``time.time()``): start-up = worker launch ->
-  first job end, throughput = (N-1) / (last end - first end).
-* latency: pushes spaced 20 ms apart on an idle worker; each job records
-  ``time.time()`` when it starts (chancy: in its meta, via an injected ``QueuedJob``;
-  huey: as its result); latency = start - the time just before the push call. Then the
-  worker sits idle, its CPU is measured over the end of the idle period (utime+stime of
-  the process tree from /proc), RSS is read (VmRSS of the children), and a few more jobs
-  are pushed: the first and the worst of those are reported.
-* chancy only: claim time with 1,000 vs 1,000,000 finished rows (filled directly with
-  apsw ``executemany``), and a drain of jobs sleeping 10 ms with concurrency 16.
-* chancy only: the dashboard's main pages, timed end to end over HTTP against a file of
-  1,000,000 jobs (100,000 with --quick), see scripts/bench_pages.py; ``--only pages`` runs
-  just this.
+* single push: N jobs pushed one by one from this process (chancy ``sync_push``; huey a task call, with its
+  default ``synchronous=FULL`` and again with ``NORMAL``, chancy_lite's default).
+* bulk push: chancy ``sync_push_many(batch_size=1000)``; huey has no bulk API: its enqueue loop, and (not its
+  API) its serialised messages inserted with ``executemany``, 1000 per transaction.
+* drain: N no-op jobs pushed first, then a worker with 2 processes is launched. Rates come from the jobs' own
+  end times (chancy ``completed_at``; huey's no-op returns ``time.time()``): (N-1) / (last end - first end);
+  "slowest tenth" is the rate of the slowest tenth of the jobs in completion order (is the rate sustained?).
+  start-up = worker launch (``Popen``) -> first job done; for chancy also launch -> ``Worker.start()`` returned.
+* child start: chancy with ``maximum_jobs_per_worker=1`` and 2 children (every job ends its child, which is
+  replaced), children forked from the template vs spawned: ms per job = the time one slot takes to run a job,
+  exit and get its next child.
+* latency: pushes 20 ms apart on an idle worker; each job records ``time.time()`` when it starts (chancy: in its
+  meta; huey: as its result); latency = start - the time just before the push call. Then the worker sits idle
+  (``idle_s``): its CPU is measured over the last ``cpu_s`` (utime+stime of the whole process tree), memory is
+  read (VmRSS and PSS of each worker child; chancy's template separately), and a few more jobs are pushed, 20 ms
+  apart: the first of those is the latency after the idle gap.
+* chancy only, once: claim time with 1,000 vs 1,000,000 finished rows; ``count_jobs()`` on the latter; a drain of
+  jobs sleeping 10 ms at concurrency 16 (every round); and the scale curve: drain and latency on a file holding
+  100,000 pending and 1,000,000 finished jobs, with 1, 2, 4 and 8 children; and the dashboard's main pages, timed
+  end to end over HTTP against a file of 1,000,000 jobs (100,000 with --quick, see scripts/bench_pages.py;
+  ``--only pages`` runs just this).
 
-chancy_lite's files are opened through apsw only (via chancy_lite); huey's files through
-huey (Python's sqlite3). Never both on one file.
+chancy_lite's files are opened through apsw only (via chancy_lite); huey's through huey (Python's sqlite3).
 """
 
 from __future__ import annotations
@@ -63,50 +64,63 @@ if SCRIPTS not in sys.path:
     sys.path.insert(0, SCRIPTS)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# chancy executor_options per drain variant ("custom" is added by --options).
+# chancy executor_options per drain variant ("custom" is added by --options). "default" and "norestart" have the
+# same effective options: their agreement is the run's noise check.
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "norestart": {"maximum_jobs_per_worker": None},
-    "batch1": {"maximum_jobs_per_worker": None, "batch_size": 1},
 }
-SLEEP_VARIANTS = ("default", "norestart", "custom")
-# Completion polls. The figures come from the jobs' own timestamps, so polling only detects the end; it is kept
-# sparse because chancy's count_jobs() scans the table (~4 ms at 20,000 rows) and the machine has 2 CPUs.
-POLL_FIRST, POLL_REST = 0.05, 0.1
 HUEY_FAST_FLAGS = ["-d", "0.001", "-b", "1"]
-
-
-def run_step(system: str, name: str, step: Callable[[], object], errors: list[str]) -> None:
-    """Run one measurement; a failure is printed and recorded, and the others still run."""
-    log(f"{system}: {name}")
-    try:
-        step()
-    except Exception as exc:
-        traceback.print_exc()
-        errors.append(f"{name}: {type(exc).__name__}: {exc}")
+POLL = 0.05  # completion polls (the figures come from the jobs' own times; polling only detects the end)
 
 
 @dataclasses.dataclass
 class Params:
-    drain_n: int = 20_000  # single push and drain
-    bulk_n: int = 20_000
-    lat_n: int = 500
+    rounds: int = 3
+    push_n: int = 10_000
+    bulk_n: int = 50_000
+    huey_bulk_n: int = 10_000  # huey's enqueue loop is one transaction per task
+    drain_n: int = 100_000
+    huey_drain_n: int = 20_000
+    respawn_n: int = 200
+    lat_n: int = 300
     lat_gap: float = 0.02
     idle_s: float = 30.0
     cpu_s: float = 10.0
     after_idle_n: int = 5
+    sleep_n: int = 2_000
+    sleep_concurrency: int = 16
     small_rows: int = 1_000
     big_rows: int = 1_000_000
     claims: int = 2_000
-    sleep_n: int = 2_000
-    sleep_concurrency: int = 16
+    count_calls: int = 50
+    scale_pending: int = 100_000
+    scale_finished: int = 1_000_000
+    scale_children: tuple[int, ...] = (1, 2, 4, 8)
+    scale_lat_n: int = 100
     timeout: float = 300.0
 
 
 QUICK = Params(
-    drain_n=3_000, bulk_n=10_000, lat_n=100, idle_s=4.0, cpu_s=3.0, after_idle_n=3, big_rows=100_000,
-    claims=500, sleep_n=500, timeout=120.0,
+    rounds=2, push_n=2_000, bulk_n=10_000, huey_bulk_n=2_000, drain_n=5_000, huey_drain_n=3_000, respawn_n=40,
+    lat_n=60, idle_s=4.0, cpu_s=3.0, after_idle_n=3, sleep_n=300, big_rows=100_000, claims=300, count_calls=20,
+    scale_pending=5_000, scale_finished=100_000, scale_children=(1, 2, 4), scale_lat_n=30, timeout=120.0,
 )
+
+# The targets of issue #14: (label, results path, comparison, value).
+TARGETS = [
+    ("drain, 2 children, jobs/s (over the whole drain)", "drain.chancy_default.rate", ">=", 25_000),
+    ("drain vs huey, same run", "ratio:drain", ">=", 8.0),
+    ("push->start latency p50, ms", "latency.chancy.p50", "<=", 0.8),
+    ("push->start latency p99, ms", "latency.chancy.p99", "<=", 3.0),
+    ("latency of the first push after the idle gap, ms", "latency.chancy.after_idle_first", "<=", 3.0),
+    ("idle CPU, % of a core", "latency.chancy.idle_cpu", "<=", 0.5),
+    ("start-up, launch -> first job done, s", "drain.chancy_default.startup_s", "<=", 0.1),
+    ("child start from the template (ms per replaced child, incl. its job)", "respawn.forkserver.ms_per_child",
+     "<=", 20.0),
+    ("PSS per child, MiB", "latency.chancy.pss_mib", "<=", 8.0),
+    ("count_jobs() at 1,000,000 finished rows, ms", "once.count_ms", "<=", 5.0),
+]
 
 
 # ------------------------------------------------------------------ helpers
@@ -131,19 +145,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(")") + 2:].split()
+
+
 def process_table() -> dict[int, int]:
     """pid -> ppid for every process."""
     table: dict[int, int] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(")") + 2 :].split()
-        table[int(name)] = int(fields[1])
+        if name.isdigit() and (fields := stat_fields(int(name))) is not None:
+            table[int(name)] = int(fields[1])
     return table
 
 
@@ -160,16 +180,32 @@ def tree(pid: int) -> list[int]:
     return result
 
 
+def is_template(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"chancy_lite.template" in f.read()
+    except OSError:
+        return False
+
+
+def workers_of(pid: int) -> tuple[list[int], list[int]]:
+    """(worker processes, template processes) of a supervisor: its children, the template's children included."""
+    workers, templates = [], []
+    for child in children(pid):
+        if is_template(child):
+            templates.append(child)
+            workers.extend(children(child))
+        else:
+            workers.append(child)
+    return workers, templates
+
+
 def cpu_ticks(pids: list[int]) -> dict[int, int]:
     ticks: dict[int, int] = {}
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(")") + 2 :].split()
-        ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
+        fields = stat_fields(pid)
+        if fields is not None:
+            ticks[pid] = int(fields[11]) + int(fields[12])  # utime + stime
     return ticks
 
 
@@ -196,30 +232,30 @@ def proc_kib(pid: int, filename: str, field: str) -> float | None:
     return None
 
 
-def rss_mib(pid: int) -> float | None:
-    return proc_kib(pid, "status", "VmRSS")
+def mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
 
 
 def memory_report(pid: int) -> dict[str, Any]:
-    kids = children(pid)
-    per_child = [r for r in (rss_mib(p) for p in kids) if r is not None]
-    pss = [r for r in (proc_kib(p, "smaps_rollup", "Pss") for p in kids) if r is not None]
+    """RSS and PSS of a supervisor's worker children (chancy's template reported apart), and of the supervisor."""
+    workers, templates = workers_of(pid)
     return {
-        "child_mean_pss_mib": statistics.fmean(pss) if pss else None,
-        "supervisor_mib": rss_mib(pid),
-        "children": len(per_child),
-        "child_mean_mib": statistics.fmean(per_child) if per_child else None,
-        "child_max_mib": max(per_child) if per_child else None,
-        "per_child_mib": [round(r, 1) for r in per_child],
+        "children": len(workers),
+        "rss_mib": mean([proc_kib(p, "status", "VmRSS") for p in workers]),
+        "pss_mib": mean([proc_kib(p, "smaps_rollup", "Pss") for p in workers]),
+        "template_rss_mib": mean([proc_kib(p, "status", "VmRSS") for p in templates]),
+        "template_pss_mib": mean([proc_kib(p, "smaps_rollup", "Pss") for p in templates]),
+        "supervisor_rss_mib": proc_kib(pid, "status", "VmRSS"),
     }
 
 
-def wait_for_children(pid: int, n: int, timeout: float) -> None:
+def wait_for_workers(pid: int, n: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while len(children(pid)) < n:
+    while len(workers_of(pid)[0]) < n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the worker did not start {n} child processes within {timeout} s")
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def wait_quiet(pid: int, timeout: float, quiet: float = 0.5) -> float:
@@ -249,7 +285,7 @@ def stop_process(p: subprocess.Popen[bytes], sig: int, timeout: float = 60) -> N
         log(f"process {p.pid} did not stop within {timeout} s after {signal.Signals(sig).name}; killing it")
         p.kill()
         p.wait()
-    time.sleep(0.2)
+    time.sleep(0.1)
     for pid in pids[1:]:  # leftovers (should be none)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
@@ -264,12 +300,12 @@ def tail(path: str, lines: int = 30) -> str:
 
 
 def worker_logs(directory: str, prefix: str, lines: int = 8) -> dict[str, list[str]]:
-    """The first lines of every non-empty worker log (warnings and errors: nothing is logged when all goes well)."""
+    """The first lines of every worker log with warnings or errors (nothing is logged when all goes well)."""
     found = {}
     for name in sorted(os.listdir(directory)):
         if name.startswith(prefix) and name.endswith(".log"):
             with open(os.path.join(directory, name), errors="replace") as f:
-                text = f.read().splitlines()
+                text = [line for line in f.read().splitlines() if not line.startswith(("imported ", "started "))]
             if text:
                 found[name] = [*text[:lines], *([f"... {len(text) - lines} more lines"] if len(text) > lines else [])]
     return found
@@ -288,124 +324,133 @@ def running(cmd: list[str], log_path: str, stop_signal: int, env: dict[str, str]
             log(f"log of {' '.join(cmd[:3])} ({log_path}), last lines:\n{text}")
 
 
+def drain_figures(n: int, launched: float, ends: list[float]) -> dict[str, Any]:
+    """Drain figures from the jobs' end times (wall clock, seconds): rates, and start-up = launch -> first end."""
+    ends = sorted(ends)
+    span = ends[-1] - ends[0]
+    tenth = max(2, len(ends) // 10)
+    windows = [
+        (tenth - 1) / (ends[i + tenth - 1] - ends[i])
+        for i in range(0, len(ends) - tenth + 1, tenth) if ends[i + tenth - 1] > ends[i]
+    ]
+    return {
+        "jobs": n,
+        "rate": (n - 1) / span if span > 0 else None,
+        "slowest_tenth_rate": min(windows) if windows else None,
+        "startup_s": ends[0] - launched,
+        "drain_s": span,
+    }
+
+
+def summarise(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
+            "p99": percentile(values, 99), "max": max(values)}
+
+
 # ----------------------------------------------------------------- chancy
 
 
 class ChancyBench:
-    def __init__(self, params: Params, workdir: str, variants: dict[str, dict[str, Any]], *,
-                 metrics: bool = True, drain_only: bool = False) -> None:
+    def __init__(self, params: Params, workdir: str, variants: dict[str, dict[str, Any]]) -> None:
         self.p = params
         self.dir = workdir
         self.variants = variants
-        self.metrics = metrics
-        self.drain_only = drain_only
-        self.results: dict[str, Any] = {
-            "variants": {name: {"options": o, "effective": effective_options(o)} for name, o in variants.items()},
-            "plugins": "defaults" if metrics else "defaults without Metrics",
-        }
-        self.errors: list[str] = []
+        self.serial = 0
 
-    def open(self, name: str, *, concurrency: int = 2, options: dict[str, Any] | None = None) -> Any:
-        from bench_chancy_worker import app
+    def path(self, name: str) -> str:
+        self.serial += 1
+        return os.path.join(self.dir, f"chancy-{name}-{self.serial}.db")
 
-        from chancy_lite import Queue
+    def open(self, name: str, *, concurrency: int = 2, options: dict[str, Any] | None = None,
+             path: str | None = None) -> Any:
+        from chancy_lite import Chancy, Queue
 
-        chancy = app(os.path.join(self.dir, f"chancy-{name}.db"), metrics=self.metrics)
+        chancy = Chancy(path or self.path(name))
         chancy.sync_migrate()
         # The worker always serves "default" too (declared at start, if missing): keep it paused so that only
         # the "bench" queue starts processes.
         chancy.sync_declare(Queue("default", state=Queue.State.PAUSED), upsert=True)
-        chancy.sync_declare(
-            Queue("bench", concurrency=concurrency, executor_options=dict(options or {})), upsert=True
-        )
+        chancy.sync_declare(Queue("bench", concurrency=concurrency, executor_options=dict(options or {})),
+                            upsert=True)
         return chancy
 
-    def worker(self, chancy: Any, name: str) -> Any:
+    def worker(self, chancy: Any) -> Any:
         cmd = [sys.executable, os.path.join(SCRIPTS, "bench_chancy_worker.py"), chancy.path]
-        if not self.metrics:
-            cmd.append("--without-metrics")
-        return running(cmd, os.path.join(self.dir, f"chancy-{name}.log"), signal.SIGTERM)
+        return running(cmd, chancy.path[:-3] + ".log", signal.SIGTERM)
 
     def jobs(self, func: str, n: int) -> Iterator[Any]:
         from chancy_lite import Job
 
         return (Job(func=func, queue="bench") for _ in range(n))
 
-    def finished(self, chancy: Any) -> tuple[int, int]:
-        counts = chancy.sync_count_jobs().get("bench", {})
-        return counts.get("succeeded", 0) + counts.get("failed", 0), counts.get("failed", 0)
+    def push_many(self, chancy: Any, func: str, n: int) -> None:
+        for _ in chancy.sync_push_many(self.jobs(func, n), batch_size=1000):
+            pass
 
-    def wait_done(self, chancy: Any, p: subprocess.Popen[bytes], n: int, since: float) -> dict[str, Any]:
-        first = None
+    def wait_done(self, chancy: Any, p: subprocess.Popen[bytes], n: int, since: float) -> int:
+        """Poll until ``n`` jobs of "bench" finished; returns how many failed."""
         while True:
-            done, failed = self.finished(chancy)
-            now = time.perf_counter()
-            if first is None and done > 0:
-                first = now
+            counts = chancy.sync_count_jobs().get("bench", {})
+            done, failed = counts.get("succeeded", 0) + counts.get("failed", 0), counts.get("failed", 0)
             if done >= n:
-                assert first is not None
-                return {"first_done_s": first - since, "all_done_s": now - since, "failed": failed}
+                return int(failed)
             if p.poll() is not None:
                 raise RuntimeError(f"the chancy worker exited ({p.returncode}) with {done}/{n} jobs finished")
-            if now - since > self.p.timeout:
+            if time.perf_counter() - since > self.p.timeout:
                 raise TimeoutError(f"chancy: only {done}/{n} jobs finished after {self.p.timeout} s")
-            time.sleep(POLL_FIRST if first is None else POLL_REST)
+            time.sleep(POLL)
 
-    def run(self, *, only_pages: bool = False) -> dict[str, Any]:
-        drains = [(f"drain_{name}", functools.partial(self.drain, name, o)) for name, o in self.variants.items()]
-        steps = [
-            ("push_single", self.push_single),
-            ("push_bulk", self.push_bulk),
-            *drains,
-            ("latency", self.latency),
-            ("claim", self.claim),
-            ("sleep_drain", self.sleep_drain),
-            ("pages", self.pages),
-        ]
-        if self.drain_only:
-            steps = drains
-        for name, step in steps:
-            if not only_pages or name == "pages":
-                run_step("chancy", name, step, self.errors)
-        self.results["errors"] = self.errors
-        self.results["worker_logs"] = worker_logs(self.dir, "chancy-")
-        return self.results
+    def completed(self, chancy: Any) -> list[float]:
+        with chancy.connection() as conn:
+            rows = conn.execute(
+                f"SELECT completed_at FROM {chancy.prefix}jobs WHERE queue = 'bench' AND completed_at IS NOT NULL"
+            ).fetchall()
+        return [r[0] / 1e6 for r in rows]
 
-    def push_single(self) -> None:
-        n = self.p.drain_n
-        with self.open("push-single") as chancy:
+    # ---- per round
+
+    def push_single(self) -> dict[str, Any]:
+        n = self.p.push_n
+        with self.open("push") as chancy:
             jobs = list(self.jobs("bench_jobs.noop", n))
             start = time.perf_counter()
             for job in jobs:
                 chancy.sync_push(job)
             elapsed = time.perf_counter() - start
-        self.results["push_single"] = {"jobs": n, "s": elapsed, "rate": n / elapsed}
+        return {"rate": n / elapsed}
 
-    def push_bulk(self) -> None:
+    def push_bulk(self) -> dict[str, Any]:
         n = self.p.bulk_n
-        with self.open("push-bulk") as chancy:
+        with self.open("bulk") as chancy:
             jobs = list(self.jobs("bench_jobs.noop", n))
             start = time.perf_counter()
             for _ in chancy.sync_push_many(jobs, batch_size=1000):
                 pass
             elapsed = time.perf_counter() - start
-        self.results["push_bulk"] = {"jobs": n, "s": elapsed, "rate": n / elapsed, "batch_size": 1000}
+        return {"rate": n / elapsed}
 
-    def drain(self, name: str, options: dict[str, Any]) -> None:
-        n = self.p.drain_n
-        with self.open(f"drain-{name}", options=options) as chancy:
-            for _ in chancy.sync_push_many(self.jobs("bench_jobs.noop", n)):
-                pass
+    def drain(self, options: dict[str, Any], n: int | None = None) -> dict[str, Any]:
+        n = n or self.p.drain_n
+        with self.open("drain", options=options) as chancy:
+            self.push_many(chancy, "bench_jobs.noop", n)
             launched_wall, launched = time.time(), time.perf_counter()
-            with self.worker(chancy, f"drain-{name}") as p:
-                polled = self.wait_done(chancy, p, n, launched)
-            with chancy.connection() as conn:
-                first, last = conn.execute(
-                    f"SELECT min(completed_at), max(completed_at) FROM {chancy.prefix}jobs WHERE queue = 'bench'"
-                ).fetchall()[0]
-        self.results[f"drain_{name}"] = drain_figures(n, options, launched_wall, first / 1e6, last / 1e6, polled)
-        if polled["failed"]:
-            self.errors.append(f"drain_{name}: {polled['failed']} of {n} no-op jobs failed")
+            with self.worker(chancy) as p:
+                failed = self.wait_done(chancy, p, n, launched)
+            figures = drain_figures(n, launched_wall, self.completed(chancy))
+            marks = {line.split()[0]: float(line.split()[1]) for line in tail(chancy.path[:-3] + ".log", 1000)
+                     .splitlines() if line.startswith(("imported ", "started "))}
+        figures["imported_s"] = marks["imported"] - launched_wall if "imported" in marks else None
+        figures["worker_started_s"] = marks["started"] - launched_wall if "started" in marks else None
+        figures["failed"] = failed
+        return figures
+
+    def respawn(self, start_method: str) -> dict[str, Any]:
+        """Every job ends its child: how long one slot takes to run a job and get its next child."""
+        n = self.p.respawn_n
+        options = {"maximum_jobs_per_worker": 1, "start_method": start_method}
+        figures = self.drain(options, n)
+        rate = figures["rate"]
+        return {"rate": rate, "ms_per_child": 2 / rate * 1000 if rate else None, "failed": figures["failed"]}
 
     def push_stamps(self, chancy: Any, n: int) -> list[tuple[Any, float]]:
         from chancy_lite import Job
@@ -430,48 +475,61 @@ class ChancyBench:
             result.append((job.meta["started"] - t) * 1000)
         return result
 
-    def latency(self) -> None:
-        with self.open("latency") as chancy, self.worker(chancy, "latency") as p:
-            warm = self.push_stamps(chancy, 4)
-            self.latencies(chancy, warm)
-            wait_for_children(p.pid, 2, 30)
+    def latency(self) -> dict[str, Any]:
+        with self.open("latency") as chancy, self.worker(chancy) as p:
+            self.latencies(chancy, self.push_stamps(chancy, 4))
+            wait_for_workers(p.pid, 2, 30)
             wait_quiet(p.pid, 30)
-            lat = self.latencies(chancy, self.push_stamps(chancy, self.p.lat_n))
-            self.results["latency_ms"] = summarise(lat)
+            figures: dict[str, Any] = summarise(self.latencies(chancy, self.push_stamps(chancy, self.p.lat_n)))
             time.sleep(max(0.0, self.p.idle_s - self.p.cpu_s))
-            self.results["idle_cpu_percent"] = idle_cpu_percent(p.pid, self.p.cpu_s)
-            self.results["memory"] = memory_report(p.pid)
+            figures["idle_cpu"] = idle_cpu_percent(p.pid, self.p.cpu_s)
+            figures.update(memory_report(p.pid))
             after = self.latencies(chancy, self.push_stamps(chancy, self.p.after_idle_n))
-            self.results["after_idle_ms"] = {"first": after[0], "max": max(after), "all": after}
+            figures["after_idle_first"], figures["after_idle_all"] = after[0], after
+        return figures
 
-    def claim(self) -> None:
-        self.results["claim_us"] = {
-            "small": self.claim_with(self.p.small_rows),
-            "big": self.claim_with(self.p.big_rows),
-        }
+    def sleep_drain(self) -> dict[str, Any]:
+        n, conc = self.p.sleep_n, self.p.sleep_concurrency
+        with self.open("sleep", concurrency=conc) as chancy:
+            launched = time.perf_counter()
+            with self.worker(chancy) as p:
+                wait_for_workers(p.pid, conc, 60)
+                wait_quiet(p.pid, 60, quiet=0.5)
+                boot = time.perf_counter() - launched - 0.5  # launch -> the last CPU use of the booting children
+                start_wall, start = time.time(), time.perf_counter()
+                self.push_many(chancy, "bench_jobs.sleep10", n)
+                self.wait_done(chancy, p, n, start)
+            took = max(self.completed(chancy)) - start_wall
+        ideal = n * 0.01 / conc
+        return {"s": took, "ideal_s": ideal, "efficiency": ideal / took, "boot_s": boot}
 
-    def claim_with(self, finished_rows: int) -> dict[str, Any]:
+    # ---- once
+
+    def fill_finished(self, chancy: Any, rows: int) -> float:
+        """Insert ``rows`` succeeded jobs directly (apsw executemany); returns the seconds it took."""
         from chancy_lite.utils import chancy_uuid
 
+        now = chancy.now()
+        statement = (
+            f"INSERT INTO {chancy.prefix}jobs (id, queue, func, state, attempts, max_attempts, created_at,"
+            " started_at, completed_at, scheduled_at) VALUES (?, 'bench', 'bench_jobs.noop', 'succeeded', 1, 1,"
+            " ?, ?, ?, ?)"
+        )
+        start = time.perf_counter()
+        with chancy.connection() as conn:
+            left = rows
+            while left > 0:
+                batch = min(left, 50_000)
+                with conn:
+                    conn.executemany(statement, ((str(chancy_uuid()), now, now, now, now) for _ in range(batch)))
+                left -= batch
+        return time.perf_counter() - start
+
+    def claim_with(self, finished_rows: int) -> dict[str, Any]:
         with self.open(f"claim-{finished_rows}") as chancy:
-            now = chancy.now()
-            statement = (
-                f"INSERT INTO {chancy.prefix}jobs (id, queue, func, state, attempts, max_attempts, created_at,"
-                " started_at, completed_at, scheduled_at) VALUES (?, 'bench', 'bench_jobs.noop', 'succeeded', 1, 1,"
-                " ?, ?, ?, ?)"
-            )
-            start = time.perf_counter()
-            with chancy.connection() as conn:
-                left = finished_rows
-                while left > 0:
-                    batch = min(left, 50_000)
-                    with conn:
-                        conn.executemany(statement, ((str(chancy_uuid()), now, now, now, now) for _ in range(batch)))
-                    left -= batch
-            build_s = time.perf_counter() - start
-            for _ in chancy.sync_push_many(self.jobs("bench_jobs.noop", self.p.claims)):
-                pass
-            times = []
+            build_s = self.fill_finished(chancy, finished_rows)
+            self.push_many(chancy, "bench_jobs.noop", self.p.claims)
+            times, counts = [], []
             pid = os.getpid()
             with chancy.connection() as conn:
                 for _ in range(self.p.claims):
@@ -483,54 +541,63 @@ class ChancyBench:
                     times.append((time.perf_counter_ns() - t0) / 1000)
                     if len(got) != 1:
                         raise RuntimeError(f"claim_jobs returned {len(got)} jobs, expected 1")
-            return {
-                "finished_rows": finished_rows,
-                "claims": self.p.claims,
-                "median": statistics.median(times),
-                "p99": percentile(times, 99),
-                "build_s": build_s,
-                "file_mib": os.path.getsize(chancy.path) / 2**20,
-            }
-
-    def pages(self) -> None:
-        import bench_pages
-
-        self.results["pages"] = bench_pages.run(self.dir, self.p.big_rows)
-
-    def sleep_drain(self) -> None:
-        self.results["sleep_drain"] = {
-            name: self.sleep_drain_with(name, self.variants[name]) for name in SLEEP_VARIANTS if name in self.variants
-        }
-
-    def sleep_drain_with(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
-        n, conc = self.p.sleep_n, self.p.sleep_concurrency
-        with self.open(f"sleep-{name}", concurrency=conc, options=options) as chancy:
-            launched = time.perf_counter()
-            with self.worker(chancy, f"sleep-{name}") as p:
-                wait_for_children(p.pid, conc, 60)
-                wait_quiet(p.pid, 60, quiet=0.5)
-                boot = time.perf_counter() - launched - 0.5  # launch -> the last CPU use of the booting children
-                start_wall, start = time.time(), time.perf_counter()
-                for _ in chancy.sync_push_many(self.jobs("bench_jobs.sleep10", n)):
-                    pass
-                timing = self.wait_done(chancy, p, n, start)
+            for _ in range(self.p.count_calls):
+                t0 = time.perf_counter_ns()
+                chancy.sync_count_jobs()
+                counts.append((time.perf_counter_ns() - t0) / 1e6)
             with chancy.connection() as conn:
-                last = conn.execute(
-                    f"SELECT max(completed_at) FROM {chancy.prefix}jobs WHERE queue = 'bench'"
-                ).fetchall()[0][0]
-        ideal = n * 0.01 / conc
-        took = last / 1e6 - start_wall
-        return {
-            "jobs": n,
-            "concurrency": conc,
-            "options": options,
-            "boot_s": boot,
-            "s": took,
-            "ideal_s": ideal,
-            "efficiency": ideal / took,
-            "polled_s": timing["all_done_s"],
-            "failed": timing["failed"],
-        }
+                t0 = time.perf_counter_ns()
+                chancy.store.count_jobs_scan(conn)
+                scan_ms = (time.perf_counter_ns() - t0) / 1e6
+        return {"rows": finished_rows, "claim_us": statistics.median(times), "claim_p99_us": percentile(times, 99),
+                "count_ms": statistics.median(counts), "count_scan_ms": scan_ms, "build_s": build_s}
+
+    def once(self) -> dict[str, Any]:
+        small, big = self.claim_with(self.p.small_rows), self.claim_with(self.p.big_rows)
+        return {"claim_small_us": small["claim_us"], "claim_big_us": big["claim_us"],
+                "claim_big_p99_us": big["claim_p99_us"], "count_ms": big["count_ms"],
+                "count_scan_ms": big["count_scan_ms"], "count_rows": big["rows"], "count_small_ms": small["count_ms"]}
+
+    def scale(self) -> list[dict[str, Any]]:
+        """Drain and latency on a file holding many pending and finished jobs, for several child counts."""
+        base = self.path("scale-base")
+        with self.open("scale-base", path=base) as chancy:
+            build_s = self.fill_finished(chancy, self.p.scale_finished)
+            self.push_many(chancy, "bench_jobs.noop", self.p.scale_pending)
+            with chancy.connection() as conn:
+                chancy.store.checkpoint(conn, truncate=True)
+        log(f"chancy: scale file built in {build_s:.1f} s ({os.path.getsize(base) / 2**20:.0f} MiB)")
+        rows = []
+        for n in self.p.scale_children:
+            path = self.path(f"scale-{n}")
+            shutil.copyfile(base, path)
+            try:
+                rows.append(self.scale_with(path, n))
+            except Exception as exc:
+                traceback.print_exc()
+                rows.append({"children": n, "error": f"{type(exc).__name__}: {exc}"})
+            finally:
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path + suffix)
+        os.unlink(base)
+        return rows
+
+    def scale_with(self, path: str, n: int) -> dict[str, Any]:
+        pending = self.p.scale_pending
+        with self.open(f"scale-{n}", path=path, concurrency=n) as chancy:
+            launched_wall, launched = time.time(), time.perf_counter()
+            with self.worker(chancy) as p:
+                self.wait_done(chancy, p, pending + self.p.scale_finished, launched)
+                ends = [t for t in self.completed(chancy) if t >= launched_wall]
+                figures = drain_figures(pending, launched_wall, ends)
+                wait_quiet(p.pid, 30)
+                lat = summarise(self.latencies(chancy, self.push_stamps(chancy, self.p.scale_lat_n)))
+                t0 = time.perf_counter_ns()
+                chancy.sync_count_jobs()
+                count_ms = (time.perf_counter_ns() - t0) / 1e6
+        return {"children": n, "rate": figures["rate"], "slowest_tenth_rate": figures["slowest_tenth_rate"],
+                "startup_s": figures["startup_s"], "p50": lat["p50"], "p99": lat["p99"], "count_ms": count_ms}
 
 
 # ------------------------------------------------------------------- huey
@@ -540,15 +607,15 @@ class HueyBench:
     def __init__(self, params: Params, workdir: str) -> None:
         self.p = params
         self.dir = workdir
-        self.results: dict[str, Any] = {}
-        self.errors: list[str] = []
+        self.serial = 0
         import bench_huey_app
 
         self.app = bench_huey_app
         self.consumer = os.path.join(os.path.dirname(sys.executable), "huey_consumer")
 
     def use(self, name: str) -> str:
-        path = os.path.join(self.dir, f"huey-{name}.db")
+        self.serial += 1
+        path = os.path.join(self.dir, f"huey-{name}-{self.serial}.db")
         self.app.use_file(path)
         return path
 
@@ -558,90 +625,67 @@ class HueyBench:
             base = [sys.executable, "-m", "huey.bin.huey_consumer"]
         return [*base, "bench_huey_app.huey", "-k", "process", "-w", "2", "-q", *extra]
 
-    def worker(self, path: str, name: str, extra: list[str]) -> Any:
+    def worker(self, path: str, extra: list[str]) -> Any:
         env = {**os.environ, "BENCH_HUEY_DB": path}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [SCRIPTS, env.get("PYTHONPATH")]))
         # SIGTERM makes huey_consumer stop at once (SIGINT would wait for running tasks); the workers are idle then.
-        return running(self.consumer_cmd(extra), os.path.join(self.dir, f"huey-{name}.log"), signal.SIGTERM, env)
+        return running(self.consumer_cmd(extra), path[:-3] + ".log", signal.SIGTERM, env)
 
-    def run(self) -> dict[str, Any]:
-        for name, step in (
-            ("push_single_and_drain", self.push_single_and_drain),
-            ("push_bulk", self.push_bulk),
-            ("latency_default", lambda: self.latency("default", [])),
-            ("latency_fast", lambda: self.latency("fast", HUEY_FAST_FLAGS)),
-        ):
-            run_step("huey", name, step, self.errors)
-        self.results["errors"] = self.errors
-        self.results["worker_logs"] = worker_logs(self.dir, "huey-")
-        return self.results
-
-    def push_single_and_drain(self) -> None:
-        n = self.p.drain_n
-        path = self.use("drain")
-        huey = self.app.huey
+    def push_single(self, synchronous: str = "FULL") -> dict[str, Any]:
+        n = self.p.push_n
+        self.use("push")
+        if synchronous != "FULL":
+            self.app.huey.storage.conn.execute(f"PRAGMA synchronous = {synchronous}")
         start = time.perf_counter()
         for _ in range(n):
             self.app.noop()
-        elapsed = time.perf_counter() - start
-        self.results["push_single"] = {"jobs": n, "s": elapsed, "rate": n / elapsed, "synchronous": "FULL (default)"}
+        return {"rate": n / (time.perf_counter() - start)}
+
+    def push_bulk(self) -> dict[str, Any]:
+        n = self.p.huey_bulk_n
+        huey = self.app.huey
+        self.use("bulk")
+        start = time.perf_counter()
+        for _ in range(n):
+            huey.enqueue(self.app.noop.s())
+        return {"rate": n / (time.perf_counter() - start)}
+
+    def insert_raw(self, n: int) -> None:
+        """Not huey's API: its serialised messages, 1000 per transaction (what a bulk API could reach)."""
+        huey, storage = self.app.huey, self.app.huey.storage
+        for offset in range(0, n, 1000):
+            rows = [(storage.name, storage.to_blob(huey.serialize_task(self.app.noop.s())), 0)
+                    for _ in range(min(1000, n - offset))]
+            with storage.db(commit=True) as cursor:
+                cursor.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
+
+    def push_bulk_raw(self) -> dict[str, Any]:
+        n = self.p.bulk_n
+        self.use("bulk-raw")
+        start = time.perf_counter()
+        self.insert_raw(n)
+        return {"rate": n / (time.perf_counter() - start)}
+
+    def drain(self) -> dict[str, Any]:
+        n = self.p.huey_drain_n
+        huey = self.app.huey
+        path = self.use("drain")
+        self.insert_raw(n)  # the same messages its enqueue writes, faster
         launched_wall, launched = time.time(), time.perf_counter()
-        first = None
-        with self.worker(path, "drain", []) as p:
-            while True:
-                done = huey.result_count()
-                now = time.perf_counter()
-                if first is None and done > 0:
-                    first = now
-                if done >= n:
-                    break
+        with self.worker(path, []) as p:
+            while (done := huey.result_count()) < n:
                 if p.poll() is not None:
                     raise RuntimeError(f"huey_consumer exited ({p.returncode}) with {done}/{n} tasks finished")
-                if now - launched > self.p.timeout:
+                if time.perf_counter() - launched > self.p.timeout:
                     raise TimeoutError(f"huey: only {done}/{n} tasks finished after {self.p.timeout} s")
-                time.sleep(POLL_FIRST if first is None else POLL_REST)
-        assert first is not None
-        polled = {"first_done_s": first - launched, "all_done_s": now - launched}
+                time.sleep(POLL)
         stamps = [
             huey.serializer.deserialize(bytes(value))
             for (value,) in huey.storage.sql("SELECT value FROM kv WHERE queue = ?", (huey.storage.name,), results=True)
         ]
         if len(stamps) != n or not all(isinstance(v, float) for v in stamps):
             raise RuntimeError(f"huey stored {len(stamps)} results for {n} tasks, or not all are times: {stamps[:3]}")
-        self.results["drain"] = drain_figures(n, {}, launched_wall, min(stamps), max(stamps), polled)
-        # The same single-push loop with synchronous=NORMAL, chancy_lite's default durability.
-        self.use("push-normal")
-        huey.storage.conn.execute("PRAGMA synchronous = NORMAL")
-        start = time.perf_counter()
-        for _ in range(n):
-            self.app.noop()
-        elapsed = time.perf_counter() - start
-        self.results["push_single_normal"] = {"jobs": n, "s": elapsed, "rate": n / elapsed, "synchronous": "NORMAL"}
-
-    def push_bulk(self) -> None:
-        n = self.p.bulk_n
-        huey = self.app.huey
-        self.use("bulk")
-        start = time.perf_counter()
-        for _ in range(n):
-            huey.enqueue(self.app.noop.s())
-        elapsed = time.perf_counter() - start
-        self.results["push_bulk"] = {"jobs": n, "s": elapsed, "rate": n / elapsed, "how": "enqueue loop (public API)"}
-        # Not public API: what one transaction per 1000 tasks gives huey's table (messages serialised first).
-        self.use("bulk-raw")
-        storage = huey.storage
-        start = time.perf_counter()
-        for offset in range(0, n, 1000):
-            rows = [
-                (storage.name, storage.to_blob(huey.serialize_task(self.app.noop.s())), 0)
-                for _ in range(min(1000, n - offset))
-            ]
-            with storage.db(commit=True) as cursor:
-                cursor.executemany("insert into task (queue, data, priority) values (?, ?, ?)", rows)
-        elapsed = time.perf_counter() - start
-        self.results["push_bulk_raw"] = {
-            "jobs": n, "s": elapsed, "rate": n / elapsed, "how": "executemany on huey's storage, 1000 per transaction",
-        }
+        return drain_figures(n, launched_wall, stamps)
 
     def push_stamps(self, n: int) -> list[tuple[Any, float]]:
         pushed = []
@@ -655,61 +699,124 @@ class HueyBench:
     def latencies(self, pushed: list[tuple[Any, float]]) -> list[float]:
         return [(result.get(blocking=True, timeout=self.p.timeout) - t) * 1000 for result, t in pushed]
 
-    def latency(self, name: str, flags: list[str]) -> None:
-        path = self.use(f"latency-{name}")
-        out: dict[str, Any] = {"flags": " ".join(["-k process -w 2 -q", *flags])}
-        self.results[f"latency_{name}"] = out
-        with self.worker(path, f"latency-{name}", flags) as p:
+    def latency(self, flags: list[str]) -> dict[str, Any]:
+        path = self.use("latency")
+        with self.worker(path, flags) as p:
             self.latencies(self.push_stamps(4))
             if flags == []:
                 wait_quiet(p.pid, 30)
             else:  # polling every 1 ms never goes quiet
                 time.sleep(1.0)
-            lat = self.latencies(self.push_stamps(self.p.lat_n))
-            out["latency_ms"] = summarise(lat)
+            figures: dict[str, Any] = summarise(self.latencies(self.push_stamps(self.p.lat_n)))
             time.sleep(max(0.0, self.p.idle_s - self.p.cpu_s))
-            out["idle_cpu_percent"] = idle_cpu_percent(p.pid, self.p.cpu_s)
-            out["memory"] = memory_report(p.pid)
+            figures["idle_cpu"] = idle_cpu_percent(p.pid, self.p.cpu_s)
+            figures.update(memory_report(p.pid))
             after = self.latencies(self.push_stamps(self.p.after_idle_n))
-            out["after_idle_ms"] = {"first": after[0], "max": max(after), "all": after}
+            figures["after_idle_first"], figures["after_idle_all"] = after[0], after
+        return figures
 
 
-def drain_figures(
-    n: int, options: dict[str, Any], launched: float, first: float, last: float, polled: dict[str, Any]
-) -> dict[str, Any]:
-    """Drain figures from the jobs' own end times (wall clock): start-up = launch -> first job done."""
-    span = last - first
-    polled_span = polled["all_done_s"] - polled["first_done_s"]
-    return {
-        "jobs": n,
-        "options": options,
-        "startup_s": first - launched,
-        "drain_s": span,
-        "rate": (n - 1) / span if span > 0 else None,
-        "polled": {**polled, "rate": (n - 1) / polled_span if polled_span > 0 else None},
-        "failed": polled.get("failed", 0),
-    }
+# ------------------------------------------------------------------ rounds
 
 
-def summarise(values: list[float]) -> dict[str, float]:
-    return {
-        "n": len(values),
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "p99": percentile(values, 99),
-        "max": max(values),
-    }
+def phases(chancy: ChancyBench | None, huey: HueyBench | None) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """Each phase's trials in alternating order (chancy, huey, chancy, ...); rounds reverse it every other time."""
+
+    def pick(*entries: tuple[str, Any, Callable[[], Any]]) -> list[tuple[str, Any]]:
+        return [(name, make()) for name, bench, make in entries if bench is not None]
+
+    c, h = chancy, huey
+    drains: list[tuple[str, Any, Callable[[], Any]]] = [("huey", h, lambda: h.drain)]  # type: ignore[union-attr]
+    for i, (name, options) in enumerate(c.variants.items() if c is not None else []):
+        drains.insert(2 * i if i else 0, (f"chancy_{name}", c, lambda o=options: functools.partial(c.drain, o)))
+    return [
+        ("push", pick(("chancy", c, lambda: c.push_single), ("huey", h, lambda: h.push_single),
+                      ("huey_normal", h, lambda: functools.partial(h.push_single, "NORMAL")))),
+        ("bulk", pick(("chancy", c, lambda: c.push_bulk), ("huey", h, lambda: h.push_bulk),
+                      ("huey_raw", h, lambda: h.push_bulk_raw))),
+        ("drain", pick(*drains)),
+        ("respawn", pick(("forkserver", c, lambda: functools.partial(c.respawn, "forkserver")),
+                         ("spawn", c, lambda: functools.partial(c.respawn, "spawn")))),
+        ("latency", pick(("chancy", c, lambda: c.latency),
+                         ("huey_default", h, lambda: functools.partial(h.latency, [])),
+                         ("huey_fast", h, lambda: functools.partial(h.latency, HUEY_FAST_FLAGS)))),
+        ("sleep", pick(("chancy", c, lambda: c.sleep_drain))),
+    ]
 
 
-# ------------------------------------------------------------------ report
+def pages(workdir: str, rows: int) -> dict[str, Any]:
+    import bench_pages
+
+    return bench_pages.run(workdir, rows)
 
 
-def dig(data: dict[str, Any], path: str) -> Any:
+def run_rounds(params: Params, chancy: ChancyBench | None, huey: HueyBench | None,
+               results: dict[str, Any]) -> None:
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    errors: list[str] = results.setdefault("errors", [])
+    for r in range(params.rounds):
+        results["load"].append({"round": r + 1, "loadavg": load()})
+        log(f"round {r + 1}/{params.rounds} (load {load()})")
+        for phase, trials in phases(chancy, huey):
+            for name, fn in (trials if r % 2 == 0 else list(reversed(trials))):
+                log(f"  {phase}: {name}")
+                try:
+                    samples.setdefault(phase, {}).setdefault(name, []).append(fn())
+                except Exception as exc:
+                    traceback.print_exc()
+                    errors.append(f"round {r + 1} {phase} {name}: {type(exc).__name__}: {exc}")
+    results["samples"] = samples
+
+
+def stats(values: list[float]) -> dict[str, float] | None:
+    values = [v for v in values if isinstance(v, int | float)]
+    if not values:
+        return None
+    median = statistics.median(values)
+    return {"median": median, "min": min(values), "max": max(values), "n": len(values),
+            "spread": (max(values) - min(values)) / median if median else 0.0}
+
+
+def aggregate(samples: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """phase -> trial -> figure -> stats over the rounds."""
+    out: dict[str, Any] = {}
+    for phase, trials in samples.items():
+        for name, runs in trials.items():
+            keys = {k for run in runs for k, v in run.items() if isinstance(v, int | float)}
+            for key in keys:
+                s = stats([run.get(key) for run in runs])  # type: ignore[misc]
+                if s is not None:
+                    out.setdefault(phase, {}).setdefault(name, {})[key] = s
+    return out
+
+
+def dig(data: Any, path: str) -> Any:
     for key in path.split("."):
         if not isinstance(data, dict) or key not in data:
             return None
         data = data[key]
     return data
+
+
+def median_of(agg: dict[str, Any], path: str) -> float | None:
+    s = dig(agg, path)
+    return s["median"] if isinstance(s, dict) else None
+
+
+def noise_check(agg: dict[str, Any]) -> tuple[bool | None, str]:
+    """Do the two drain variants with the same effective options agree (their ranges overlap)?"""
+    a, b = dig(agg, "drain.chancy_default.rate"), dig(agg, "drain.chancy_norestart.rate")
+    if not a or not b:
+        return None, "noise check not run (a drain variant is missing)"
+    overlap = a["min"] <= b["max"] and b["min"] <= a["max"]
+    gap = abs(a["median"] - b["median"]) / max(a["median"], b["median"])
+    text = (f"drain 'default' {a['median']:,.0f} ({a['min']:,.0f}-{a['max']:,.0f}) vs 'norestart' "
+            f"{b['median']:,.0f} ({b['min']:,.0f}-{b['max']:,.0f}), same effective options: medians {gap:.0%} apart, "
+            + ("ranges overlap: consistent" if overlap else "ranges do NOT overlap: this run is TOO NOISY to trust"))
+    return overlap, text
+
+
+# ------------------------------------------------------------------ report
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -722,116 +829,157 @@ def fmt(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
-def build_rows(chancy: dict[str, Any], huey: dict[str, Any], params: Params) -> list[tuple[str, Any, Any, Any]]:
-    """(label, chancy value, huey value, ratio); ratio > 1 always means chancy_lite is better."""
-    rows: list[tuple[str, Any, Any, Any]] = []
+def cell(s: dict[str, float] | None, digits: int) -> str:
+    if not s:
+        return "-"
+    if s["n"] == 1:
+        return fmt(s["median"], digits)
+    return f"{fmt(s['median'], digits)} ({fmt(s['min'], digits)}-{fmt(s['max'], digits)}; {s['spread']:.0%})"
 
-    def add(label: str, c: Any, h: Any, higher_is_better: bool, digits: int = 1) -> None:
-        ratio = None
-        if isinstance(c, int | float) and isinstance(h, int | float) and c > 0 and h > 0:
-            ratio = c / h if higher_is_better else h / c
-        rows.append((label, fmt(c, digits), fmt(h, digits), f"{ratio:.2f}x" if ratio is not None else "-"))
 
-    n = params.drain_n
-    add(f"single push, jobs/s ({n} one by one; huey synchronous=FULL)", dig(chancy, "push_single.rate"),
-        dig(huey, "push_single.rate"), True)
-    add("single push, jobs/s (huey with synchronous=NORMAL like chancy)", dig(chancy, "push_single.rate"),
-        dig(huey, "push_single_normal.rate"), True)
-    add(f"bulk push, jobs/s ({params.bulk_n}; huey: enqueue loop)", dig(chancy, "push_bulk.rate"),
-        dig(huey, "push_bulk.rate"), True)
-    add("bulk push, jobs/s (huey: raw executemany, not API)", dig(chancy, "push_bulk.rate"),
-        dig(huey, "push_bulk_raw.rate"), True)
-    variants = list(chancy.get("variants") or VARIANTS)
-    for variant in variants:
-        add(f"drain {n} no-op, 2 procs, jobs/s (chancy {variant})", dig(chancy, f"drain_{variant}.rate"),
-            dig(huey, "drain.rate"), True)
-    for variant in variants:
-        add(f"start-up: launch -> first job done, s (chancy {variant})", dig(chancy, f"drain_{variant}.startup_s"),
-            dig(huey, "drain.startup_s"), False, 2)
-    for name, label in (("default", "huey default"), ("fast", "huey " + " ".join(HUEY_FAST_FLAGS))):
-        key = f"latency_{name}"
+def build_rows(agg: dict[str, Any], params: Params, variants: list[str]) -> list[tuple[str, str, str, str]]:
+    """(label, chancy, huey, ratio); ratio > 1 always means chancy_lite is better (ratio of medians)."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def add(label: str, c: str | None, h: str | None, higher_is_better: bool, digits: int = 1) -> None:
+        cs, hs = dig(agg, c) if c else None, dig(agg, h) if h else None
+        ratio = "-"
+        if cs and hs and cs["median"] > 0 and hs["median"] > 0:
+            value = cs["median"] / hs["median"] if higher_is_better else hs["median"] / cs["median"]
+            ratio = f"{value:.2f}x"
+        rows.append((label, cell(cs, digits), cell(hs, digits), ratio))
+
+    add(f"single push, jobs/s ({params.push_n:,} one by one; huey synchronous=FULL)", "push.chancy.rate",
+        "push.huey.rate", True)
+    add("single push, jobs/s (huey with synchronous=NORMAL)", "push.chancy.rate", "push.huey_normal.rate", True)
+    add(f"bulk push, jobs/s (chancy push_many {params.bulk_n:,}; huey enqueue loop {params.huey_bulk_n:,})",
+        "bulk.chancy.rate", "bulk.huey.rate", True)
+    add("bulk push, jobs/s (huey: raw executemany, not its API)", "bulk.chancy.rate", "bulk.huey_raw.rate", True)
+    for v in variants:
+        add(f"drain no-op, 2 procs, jobs/s (chancy {v}: {params.drain_n:,}; huey {params.huey_drain_n:,})",
+            f"drain.chancy_{v}.rate", "drain.huey.rate", True)
+    for v in variants:
+        add(f"  slowest tenth of the drain, jobs/s (chancy {v})", f"drain.chancy_{v}.slowest_tenth_rate",
+            "drain.huey.slowest_tenth_rate", True)
+    for v in variants:
+        add(f"start-up: launch -> first job done, s (chancy {v})", f"drain.chancy_{v}.startup_s",
+            "drain.huey.startup_s", False, 3)
+    if variants:
+        add("  of which launch -> chancy_lite imported (interpreter + imports), s",
+            f"drain.chancy_{variants[0]}.imported_s", None, False, 3)
+        add("  of which launch -> Worker.start() returned (template booted, children forked), s",
+            f"drain.chancy_{variants[0]}.worker_started_s", None, False, 3)
+    add("child replaced, ms per job with maximum_jobs_per_worker=1 (template)", "respawn.forkserver.ms_per_child",
+        None, False)
+    add("child replaced, ms per job with maximum_jobs_per_worker=1 (spawn)", "respawn.spawn.ms_per_child",
+        None, False)
+    for name, label in (("huey_default", "huey default"), ("huey_fast", "huey " + " ".join(HUEY_FAST_FLAGS))):
         for q in ("p50", "p95", "p99"):
-            add(f"push->start latency {q}, ms ({label})", dig(chancy, f"latency_ms.{q}"),
-                dig(huey, f"{key}.latency_ms.{q}"), False, 2)
-        add(f"after {params.idle_s:.0f} s idle: first job, ms ({label})", dig(chancy, "after_idle_ms.first"),
-            dig(huey, f"{key}.after_idle_ms.first"), False, 2)
-        add(f"after {params.idle_s:.0f} s idle: max of {params.after_idle_n}, ms ({label})",
-            dig(chancy, "after_idle_ms.max"), dig(huey, f"{key}.after_idle_ms.max"), False, 2)
-        add(f"idle CPU over {params.cpu_s:.0f} s, % of a core ({label})", dig(chancy, "idle_cpu_percent"),
-            dig(huey, f"{key}.idle_cpu_percent"), False, 2)
-    add("RSS per child, mean MiB", dig(chancy, "memory.child_mean_mib"),
-        dig(huey, "latency_default.memory.child_mean_mib"), False)
-    add("RSS per child, max MiB", dig(chancy, "memory.child_max_mib"),
-        dig(huey, "latency_default.memory.child_max_mib"), False)
-    add("PSS per child, mean MiB", dig(chancy, "memory.child_mean_pss_mib"),
-        dig(huey, "latency_default.memory.child_mean_pss_mib"), False)
-    add("RSS supervisor, MiB", dig(chancy, "memory.supervisor_mib"),
-        dig(huey, "latency_default.memory.supervisor_mib"), False)
-    add("child processes (huey: 2 workers + scheduler)", dig(chancy, "memory.children"),
-        dig(huey, "latency_default.memory.children"), False, 0)
+            add(f"push->start latency {q}, ms ({label})", f"latency.chancy.{q}", f"latency.{name}.{q}", False, 2)
+        add(f"after {params.idle_s:.0f} s idle: first push, ms ({label})", "latency.chancy.after_idle_first",
+            f"latency.{name}.after_idle_first", False, 2)
+        add(f"idle CPU over {params.cpu_s:.0f} s, % of a core ({label})", "latency.chancy.idle_cpu",
+            f"latency.{name}.idle_cpu", False, 2)
+    add("RSS per worker child, MiB (huey: its 2 workers + scheduler)", "latency.chancy.rss_mib",
+        "latency.huey_default.rss_mib", False)
+    add("PSS per worker child, MiB", "latency.chancy.pss_mib", "latency.huey_default.pss_mib", False)
+    add("template process RSS / PSS, MiB (chancy)", "latency.chancy.template_rss_mib", None, False)
+    add("  PSS", "latency.chancy.template_pss_mib", None, False)
+    add("supervisor RSS, MiB", "latency.chancy.supervisor_rss_mib", "latency.huey_default.supervisor_rss_mib",
+        False)
+    add(f"{params.sleep_n:,} jobs x 10 ms, concurrency {params.sleep_concurrency}: s (ideal "
+        f"{params.sleep_n * 0.01 / params.sleep_concurrency:.2f})", "sleep.chancy.s", None, False, 2)
     return rows
 
 
-def chancy_only_rows(chancy: dict[str, Any], params: Params) -> list[tuple[str, str]]:
-    rows = []
-    small, big = dig(chancy, "claim_us.small"), dig(chancy, "claim_us.big")
-    if small:
-        rows.append((f"claim 1 job (own txn), median us, {small['finished_rows']:,} finished rows",
-                     f"{small['median']:.0f} (p99 {small['p99']:.0f})"))
-    if big:
-        rows.append((f"claim 1 job (own txn), median us, {big['finished_rows']:,} finished rows",
-                     f"{big['median']:.0f} (p99 {big['p99']:.0f}; table built in {big['build_s']:.1f} s)"))
-    if small and big:
-        rows.append(("claim median ratio big/small (1.0 = flat)", f"{big['median'] / small['median']:.2f}"))
-    if chancy.get("pages"):
-        import bench_pages
+def print_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    print(line)
+    for row in [header, None, *rows]:
+        if row is None:
+            print(line)
+            continue
+        print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths,
+              strict=True))))
+    print(line)
 
-        rows.extend(bench_pages.rows_for_report(chancy["pages"]))
-    for name in SLEEP_VARIANTS:
-        s = dig(chancy, f"sleep_drain.{name}")
-        if s:
-            rows.append((f"{s['jobs']} jobs x 10 ms sleep, concurrency {s['concurrency']} ({name} options), s",
-                         f"{s['s']:.2f} vs ideal {s['ideal_s']:.2f} (efficiency {s['efficiency']:.0%}; "
-                     f"{s['concurrency']} children booted in ~{s['boot_s']:.1f} s)"))
+
+def target_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    agg, once = results.get("figures") or {}, results.get("once") or {}
+    rows = []
+    for label, path, op, goal in TARGETS:
+        if path == "ratio:drain":
+            c, h = median_of(agg, "drain.chancy_default.rate"), median_of(agg, "drain.huey.rate")
+            value = c / h if c and h else None
+        elif path.startswith("once."):
+            value = once.get(path[5:])
+        else:
+            value = median_of(agg, path)
+        met = None if value is None else (value >= goal if op == ">=" else value <= goal)
+        rows.append((label, f"{op} {goal:,}", fmt(value, 2), {True: "met", False: "NOT MET", None: "-"}[met]))
     return rows
 
 
 def print_report(results: dict[str, Any], params: Params) -> None:
-    chancy, huey = results.get("chancy") or {}, results.get("huey") or {}
-    rows = build_rows(chancy, huey, params)
-    header = ("metric", "chancy_lite", "huey", "ratio")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-    line = "  ".join("-" * w for w in widths)
+    agg = results.get("figures") or {}
+    variants = list((results.get("variants") or {}).keys())
+    start_load = results["load"][0]["loadavg"] if results["load"] else None
     print()
-    print("ratio > 1 means chancy_lite is better: chancy/huey for rates, huey/chancy for times, CPU and memory")
-    print(line)
+    print(f"load average at start {start_load} on {os.cpu_count()} CPUs"
+          + (": the machine was BUSY" if results.get("busy") else "")
+          + f"; per round {[x['loadavg'][0] for x in results['load'][1:]]}; at the end {results.get('end_load')}")
+    print(f"each figure: median of {params.rounds} rounds (min-max; spread = (max-min)/median); ratio > 1 means "
+          "chancy_lite is better (rates chancy/huey, times huey/chancy, of the medians)")
+    print_table(build_rows(agg, params, variants), ("metric", "chancy_lite", "huey", "ratio"))
+    print("noise check: " + results["noise"][1])
+    once = results.get("once") or {}
+    if once:
+        print("chancy_lite only (once):")
+        print(f"  claim 1 job (own txn), median us: {fmt(once.get('claim_small_us'), 0)} with {params.small_rows:,} "
+              f"finished rows, {fmt(once.get('claim_big_us'), 0)} (p99 {fmt(once.get('claim_big_p99_us'), 0)}) with "
+              f"{params.big_rows:,}")
+        print(f"  count_jobs(), median ms: {fmt(once.get('count_small_ms'), 2)} with {params.small_rows:,} finished "
+              f"rows, {fmt(once.get('count_ms'), 2)} with {params.big_rows:,} (a full GROUP BY scan: "
+              f"{fmt(once.get('count_scan_ms'), 1)} ms)")
+    scale = results.get("scale") or []
+    if scale:
+        print(f"scale curve: {params.scale_pending:,} pending no-op jobs drained from a file that also holds "
+              f"{params.scale_finished:,} finished ones; then latency ({params.scale_lat_n} pushes) on the idle "
+              "worker (one run each)")
+        base = median_of(agg, "drain.chancy_default.rate")
+        base_lat = median_of(agg, "latency.chancy.p50")
+        rows = []
+        for row in scale:
+            if "error" in row:
+                rows.append((str(row["children"]), row["error"], "", "", "", "", ""))
+                continue
+            rows.append((
+                str(row["children"]), fmt(row["rate"], 0), fmt(row["slowest_tenth_rate"], 0),
+                f"{row['rate'] / base:.2f}" if base and row["rate"] else "-",
+                fmt(row["p50"], 2), fmt(row["p99"], 2), fmt(row["count_ms"], 2),
+            ))
+        print_table(rows, ("children", "drain jobs/s", "slowest tenth", "vs small file (2)", "p50 ms", "p99 ms",
+                           "count_jobs ms"))
+        if base_lat:
+            print(f"  (small file, 2 children: drain {fmt(base, 0)} jobs/s, latency p50 {fmt(base_lat, 2)} ms)")
+    if results.get("pages"):
+        import bench_pages
 
-    def show(row: tuple[Any, ...]) -> None:
-        pairs = enumerate(zip(row, widths, strict=True))
-        cells = (str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in pairs)
-        print("  ".join(cells))
-
-    show(header)
-    print(line)
-    for row in rows:
-        show(row)
-    print(line)
-    extra = chancy_only_rows(chancy, params)
-    if extra:
-        print("chancy_lite only")
-        width = max(len(r[0]) for r in extra)
-        for label, value in extra:
-            print(f"  {label.ljust(width)}  {value}")
+        print("dashboard pages (scripts/bench_pages.py):")
+        for label, value in bench_pages.rows_for_report(results["pages"]):
+            print(f"  {label}  {value}")
+    print("targets (issue #14):")
+    print_table(target_rows(results), ("target", "goal", "measured (median)", ""))
+    for error in results.get("errors", []):
+        print(f"  ! error: {error}")
+    for name, lines in (results.get("worker_logs") or {}).items():
+        print(f"  ! worker log {name}:")
+        for text in lines:
+            print(f"      {text}")
     print("notes:")
-    for note in results["notes"]:
+    for note in notes(params, results.get("variants") or {}):
         print(f"  - {note}")
-    for system in ("chancy", "huey"):
-        for error in (results.get(system) or {}).get("errors", []):
-            print(f"  ! {system} error: {error}")
-        for name, lines in ((results.get(system) or {}).get("worker_logs") or {}).items():
-            print(f"  ! {system} worker log {name}:")
-            for text in lines:
-                print(f"      {text}")
 
 
 def effective_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -846,112 +994,112 @@ def effective_options(options: dict[str, Any]) -> dict[str, Any]:
             executor = ProcessExecutor(worker, Queue("bench", concurrency=2, executor_options=dict(options)))
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
-    names = ("maximum_jobs_per_worker", "batch_size", "batch_window", "timeout_grace")
+    names = ("maximum_jobs_per_worker", "maximum_memory_per_worker", "batch_size", "batch_window", "timeout_grace",
+             "start_method", "preload")
     return {name: getattr(executor, name) for name in names if hasattr(executor, name)}
 
 
 def git_revision() -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=10
-        )
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10)
     except OSError:
         return None
     return out.stdout.strip() or None
 
 
-def notes(params: Params, variants: dict[str, Any], plugins: str = "defaults") -> list[str]:
+def notes(params: Params, variants: dict[str, Any]) -> list[str]:
     return [
-        f"chancy plugins: {plugins} (the defaults are Leadership, Pruner, Recovery and Metrics; "
-        "--without-metrics leaves Metrics out)",
-        "chancy_lite: synchronous=NORMAL (its default); huey: SqliteHuey defaults (WAL, synchronous=FULL); "
-        "the second single-push row reruns huey's loop with synchronous=NORMAL",
-        "huey has no bulk enqueue: its bulk row is the public enqueue loop (one transaction per task); "
-        "the 'raw executemany' row bypasses huey's API (serialise_task + executemany, 1000 per transaction)",
-        "chancy worker: Worker(chancy) in a separate process (scripts/bench_chancy_worker.py), queue 'bench' "
-        "concurrency 2 (process executor); queue 'default' declared paused so it starts no processes",
-        "chancy executor_options per variant (as given -> as the executor reads them): "
-        + "; ".join(f"{k} = {json.dumps(v['options'])} -> {json.dumps(v['effective'])}" for k, v in variants.items())
-        + "; latency, idle CPU and RSS use 'default'",
-        "each drain: a fresh file, N jobs pushed first (chancy push_many, huey the single-push loop), then the "
-        "worker is launched",
-        "huey consumer: huey_consumer bench_huey_app.huey -k process -w 2 -q (-q: per-task INFO logging off; "
-        "chancy children log nothing when logging is not configured); fast = " + " ".join(HUEY_FAST_FLAGS) +
-        " (1 ms polling, no backoff)",
-        "completion detection: chancy polls sync_count_jobs() (succeeded+failed); huey polls result_count() "
-        "(every task returns a value, so each finished task writes a result row, as each chancy job writes its "
-        "final state); polls every 50 ms until the first, then 100 ms (chancy's count_jobs() is a full scan: ~4 ms "
-        "at 20,000 rows)",
-        "drain rate = (N-1) / (last - first job end), from the jobs' own end times (chancy completed_at; huey "
-        "noop returns time.time()); start-up = worker launch -> first job end (the polled figures are in the "
-        "JSON under 'polled')",
-        f"latency: {params.lat_n} pushes {params.lat_gap * 1000:.0f} ms apart on an idle worker; start time = "
-        "time.time() in the job (chancy: meta via injected QueuedJob; huey: task result); push time = just before "
-        f"the push call; then {params.idle_s:.0f} s idle, CPU over its last {params.cpu_s:.0f} s, RSS, "
-        f"{params.after_idle_n} more pushes",
-        "idle CPU = utime+stime of the worker's process tree (/proc/<pid>/stat); RSS = VmRSS of the worker's "
-        "direct children (huey: 2 workers + its scheduler process); PSS from smaps_rollup (huey forks its "
-        "children, chancy_lite spawns fresh interpreters)",
-        "claim: chancy.store.claim_jobs(conn, 'bench', 1) in its own `with conn:` (BEGIN IMMEDIATE) per claim; "
-        "finished rows inserted directly with apsw executemany",
-        "sleep drain: the worker is started and its children are up and quiet (no CPU used for 0.5 s) before the "
-        "jobs are pushed (push_many); "
-        "time = push start -> last completed_at",
+        "chancy_lite: synchronous=NORMAL (its default); huey: SqliteHuey defaults (WAL, synchronous=FULL)",
+        "chancy worker: Worker(chancy) in its own process (scripts/bench_chancy_worker.py), queue 'bench' "
+        "(process executor, 2 children unless said), 'default' paused",
+        "chancy executor_options per drain variant (as given -> as the executor reads them): "
+        + "; ".join(f"{k} = {json.dumps(v['options'])} -> {json.dumps(v['effective'], default=str)}"
+                    for k, v in variants.items()) + "; latency, memory and the scale curve use the defaults",
+        "huey consumer: huey_consumer bench_huey_app.huey -k process -w 2 -q; fast = " + " ".join(HUEY_FAST_FLAGS)
+        + " (1 ms polling, no backoff); its drain queue is filled with its own serialised messages (executemany)",
+        "drain rate = (N-1) / (last - first job end), from the jobs' own end times; start-up = launch -> first "
+        "job end",
+        f"latency: {params.lat_n} pushes {params.lat_gap * 1000:.0f} ms apart on an idle worker; then "
+        f"{params.idle_s:.0f} s idle, CPU over its last {params.cpu_s:.0f} s, memory, {params.after_idle_n} more "
+        "pushes (the first is the 'after idle' figure)",
+        "RSS/PSS: VmRSS and smaps_rollup Pss of each worker child (chancy: children of its template; huey: the "
+        "consumer's children), mean per child",
     ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a reduced run, under a minute")
+    parser.add_argument("--quick", action="store_true", help="a reduced run, a few minutes")
+    parser.add_argument("--rounds", type=int, help="rounds of alternating runs (default 3; quick 2)")
     parser.add_argument("--only", choices=("chancy", "huey", "pages"),
-                        help="run one system only, or only the dashboard's page timings")
+                        help="run one system only, or only the dashboard's pages")
     parser.add_argument("--json", metavar="PATH", help="also write the JSON results to PATH")
     parser.add_argument("--dir", metavar="DIR", help="make the temporary directory under DIR (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (files and worker logs)")
+    parser.add_argument("--skip-scale", action="store_true", help="skip the once-only measurements and scale curve")
     parser.add_argument(
         "--options", metavar="JSON",
         help="chancy executor_options for an extra 'custom' drain variant, e.g. '{\"batch_size\": 16}'",
     )
-    parser.add_argument("--without-metrics", action="store_true",
-                        help="chancy with its default plugins less Metrics (to measure what recording costs)")
-    parser.add_argument("--drain-only", action="store_true", help="chancy: only the drain variants")
     args = parser.parse_args()
-    params = QUICK if args.quick else Params()
+    params = dataclasses.replace(QUICK if args.quick else Params())
+    if args.rounds:
+        params.rounds = args.rounds
     variants = dict(VARIANTS)
     if args.options:
         variants["custom"] = json.loads(args.options)
     workdir = tempfile.mkdtemp(prefix="chancy-bench-", dir=args.dir)
     started = time.perf_counter()
+    first_load = load()
     results: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
         "params": dataclasses.asdict(params),
-        "machine": {
-            "cpus": os.cpu_count(), "python": platform.python_version(), "dir": workdir,
-            "chancy_lite_git": git_revision(),
-        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "dir": workdir,
+                    "chancy_lite_git": git_revision()},
+        "load": [{"round": 0, "loadavg": first_load}],
+        "busy": first_load[0] > 0.5 * (os.cpu_count() or 1),
+        "errors": [],
     }
+    log(f"load average {first_load} on {os.cpu_count()} CPUs" + (": the machine is busy" if results["busy"] else ""))
     try:
         import apsw
 
         results["machine"]["apsw"] = apsw.apsw_version()
-        results["machine"]["sqlite_apsw"] = apsw.sqlite_lib_version()
-        if args.only != "huey":
-            bench = ChancyBench(params, workdir, variants, metrics=not args.without_metrics,
-                                drain_only=args.drain_only)
-            results["chancy"] = bench.run(only_pages=args.only == "pages")
-        if args.only not in ("chancy", "pages"):
-            import huey
+        chancy = huey = None
+        if args.only == "pages":
+            import bench_pages
 
-            results["machine"]["huey"] = huey.__version__
-            results["huey"] = HueyBench(params, workdir).run()
+            results["pages"] = bench_pages.run(workdir, params.big_rows)
+        elif args.only != "huey":
+            chancy = ChancyBench(params, workdir, variants)
+            results["variants"] = {name: {"options": o, "effective": effective_options(o)}
+                                   for name, o in variants.items()}
+        if args.only not in ("chancy", "pages"):
+            import huey as huey_module
+
+            results["machine"]["huey"] = huey_module.__version__
+            huey = HueyBench(params, workdir)
+        run_rounds(params, chancy, huey, results)
+        if chancy is not None and not args.skip_scale:
+            for name, step in (("once", chancy.once), ("scale", chancy.scale),
+                               ("pages", functools.partial(pages, workdir, params.big_rows))):
+                log(f"chancy: {name}")
+                try:
+                    results[name] = step()
+                except Exception as exc:
+                    traceback.print_exc()
+                    results["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
+        results["worker_logs"] = worker_logs(workdir, "chancy-") | worker_logs(workdir, "huey-")
     finally:
         if args.keep:
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    results["figures"] = aggregate(results.get("samples") or {})
+    results["noise"] = noise_check(results["figures"])
+    results["end_load"] = load()
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
-    chancy_results = results.get("chancy") or {}
-    results["notes"] = notes(params, chancy_results.get("variants") or {}, chancy_results.get("plugins", "defaults"))
     print_report(results, params)
     print(f"total time {results['elapsed_s']} s")
     line = json.dumps(results, default=str, separators=(",", ":"))
@@ -959,8 +1107,7 @@ def main() -> int:
         with open(args.json, "w") as f:
             f.write(line + "\n")
     print(line)
-    failed = any((results.get(s) or {}).get("errors") for s in ("chancy", "huey"))
-    return 1 if failed else 0
+    return 1 if results["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ What it does
    spread over the chaos period, so every kind of job is in flight while processes die.
 3. Starts ``--workers`` supervisors (``scripts/chaos_worker.py``: a ``Worker`` with the queue's
    ``--concurrency`` child processes), each in its own session. For ``--duration`` seconds it plays a
-   shuffled deck of actions, one every fraction of a second: SIGKILL a child; SIGKILL a whole
+   shuffled deck of actions, one every fraction of a second: SIGKILL a child (any process of the
+   supervisor's session: a worker child, or the template process that forks them, whose children then
+   get their parent-death signal); SIGKILL a whole
    supervisor (never the last one running; its children must then exit by themselves, through the
    parent-death signal, within a deadline); SIGSTOP a child or a supervisor, SIGCONT it a little later
    (from a timer thread, so a push blocked on a lock the stopped process holds cannot wedge the loop).
@@ -31,7 +33,8 @@ The ledger rules (each broken rule is a violation of that kind)
 ===============================================================
 
 A process is *hit* by the chaos loop at time T when the loop SIGKILLs it at T, or SIGKILLs its
-supervisor at T (the child is then interrupted by the parent-death signal); T is read just before
+supervisor or its parent (a worker's template process) at T (the child is then interrupted by the
+parent-death signal); T is read just before
 the signal is sent, so the process was alive at T. A run (a row of ``chaos_runs``) is *cut by a kill*
 when its process was hit at some T after the run started, and it is that process's latest run started
 before T (+1 s of slack for signal delivery; a dead process starts nothing, so the slack cannot excuse
@@ -500,7 +503,11 @@ class Chaos:
             busy = chaos_jobs.running_pids(self.side, time.time() - 10)
             in_job = [c for c in children if c[0] in busy]
             pid, supervisor = self.rng.choice(in_job if in_job and self.rng.random() < 0.8 else children)
-            self.hits[pid].append(time.time())  # read before the kill: the run it cuts ended no later than this
+            now = time.time()  # read before the kill: the run it cuts ended no later than this
+            self.hits[pid].append(now)
+            for other, (_, parent, _, _) in table.items():
+                if parent == pid:  # the children of a worker's template process: its death interrupts them
+                    self.hits[other].append(now)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             self.say(f"SIGKILL child {pid} of supervisor {supervisor.pid}")

@@ -90,6 +90,28 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def is_template(pid: int) -> bool:
+    """Whether ``pid`` is a worker's template process (chancy_lite.template), which forks its children."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"chancy_lite.template" in fh.read()
+    except OSError:
+        return False
+
+
+def templates_of(pid: int) -> set[int]:
+    """The template processes of the supervisor ``pid``."""
+    return {child for child in children_of(pid) if is_template(child)}
+
+
+def workers_of(pid: int) -> set[int]:
+    """The worker children of the supervisor ``pid``: spawned by it, or forked by its template."""
+    found: set[int] = set()
+    for child in children_of(pid):
+        found |= children_of(child) if is_template(child) else {child}
+    return found
+
+
 class Supervisor:
     """``python -m tests.worker_main DB ...`` in its own session, with stderr kept in a file."""
 

@@ -18,6 +18,7 @@ from chancy_lite.queue import Queue
 
 if TYPE_CHECKING:
     from chancy_lite.app import Chancy
+    from chancy_lite.template import Template
     from chancy_lite.worker import Worker
 
 
@@ -35,6 +36,8 @@ class ExecutorContext:
     channel: wake.Channel | None
     #: ``await on_child_exit(pid, how, grace)`` once a child process exited: its jobs are recovered.
     on_child_exit: Callable[[int | None, str, float], Awaitable[None]]
+    #: The worker's template process (started on first use), which forks children (see chancy_lite.template).
+    template: Callable[[], Template] | None = None
 
     def send_to_child(self, key: str, message: bytes) -> None:
         """Deliver a mailbox datagram to the child named ``key`` (see chancy_lite.wake)."""
@@ -145,6 +148,7 @@ class Executor(abc.ABC):
             executor=f"{type(self).__module__}.{type(self).__qualname__}",
             plugins=pack_plugins(hooks.hooked(chancy.plugins.values())),
             alias=alias.installed(),
+            parent_pid=os.getpid(),
         )
 
     # ---- what the worker needs
@@ -165,6 +169,16 @@ class Executor(abc.ABC):
     def wake(self, n: int) -> None:
         for slot in list(self.slots.values()):
             self.poke(slot, wake.work_message())
+
+    def wake_idle(self) -> int:
+        """Poke the children that advertise themselves idle through their mailboxes (a pusher could not reach
+        them: a queue name too long to address their idle link); returns how many."""
+        poked = 0
+        for slot in list(self.slots.values()):
+            if self.context.is_idle(self.queue.name, slot.key):
+                self.poke(slot, wake.work_message())
+                poked += 1
+        return poked
 
     def idle_count(self) -> int:
         """How many children are waiting for work right now."""

@@ -1,4 +1,7 @@
-"""The default executor: ``concurrency`` spawned child processes that claim rows themselves."""
+"""The default executor: ``concurrency`` child processes that claim rows themselves.
+
+Children are forked from the worker's template process (chancy_lite.template) where that is safe, else spawned.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +16,31 @@ import subprocess
 import sys
 import time
 
-from chancy_lite import proc, wake
+from chancy_lite import proc, template, wake
 from chancy_lite.child import ChildConfig, ProcessRunner
 from chancy_lite.executors.base import Executor, Slot
 
 log = logging.getLogger(__name__)
 
+#: ``executor_options["start_method"]`` (or ``CHANCY_LITE_START_METHOD`` for every queue without it): how children
+#: start. Unset: forked from the template where that is safe (Linux), else spawned.
+START_METHODS = ("forkserver", "spawn")
+
 
 def describe_exit(code: int | None) -> str:
     if code is None:
-        return "still running"
+        return "exit status unknown"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+def child_payload(config: ChildConfig) -> dict[str, object]:
+    """What a child process starts from (``chancy_lite.child.run``): plain data."""
+    return {"config": dataclasses.asdict(config), "sys_path": sys.path}
 
 
 class Child:
@@ -41,7 +53,7 @@ class Child:
     """
 
     def __init__(self, config: ChildConfig) -> None:
-        payload = json.dumps({"config": dataclasses.asdict(config), "sys_path": sys.path})
+        payload = json.dumps(child_payload(config))
         self.popen = subprocess.Popen(
             [sys.executable, "-c", "from chancy_lite.child import main; main()"], stdin=subprocess.PIPE, close_fds=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -53,74 +65,118 @@ class Child:
         self.pid = self.popen.pid
         self.sentinel = os.pidfd_open(self.pid)
 
-    @property
-    def exitcode(self) -> int | None:
-        return self.popen.poll()
-
-    def reap(self) -> int | None:
-        os.close(self.sentinel)
+    async def wait(self) -> int | None:
+        """The exit code (the child has exited: its pidfd is readable)."""
         return self.popen.wait()
+
+    def close(self) -> None:
+        os.close(self.sentinel)
 
 
 class ProcessExecutor(Executor):
-    """Spawned children, replaced whenever one exits (after ``maximum_jobs_per_worker`` jobs, or a crash)."""
+    """Child processes, replaced whenever one exits (after ``maximum_jobs_per_worker`` jobs, or a crash).
+
+    Options of its own (``executor_options``): ``start_method`` (``"forkserver"``: forked from the worker's
+    template process, the default where it is safe; ``"spawn"``: fresh interpreters) and ``preload`` (modules the
+    template imports once for every child, such as your job modules).
+    """
 
     default_concurrency = os.cpu_count() or 1
     capabilities = ProcessRunner.capabilities  # what its children do (chancy_lite.child)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.processes: dict[str, Child] = {}
+        self.processes: dict[str, Child | template.ForkedChild] = {}
         self._exits: dict[str, asyncio.Future[None]] = {}
         self._restart_delay = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
+        start_method = self.options.pop("start_method", None) or os.environ.get("CHANCY_LITE_START_METHOD") or None
+        if start_method not in (None, *START_METHODS):
+            log.warning("queue %s: unknown start_method %r (use %s); children start the default way",
+                        self.queue.name, start_method, " or ".join(map(repr, START_METHODS)))
+            start_method = None
+        if start_method is None:
+            start_method = "forkserver" if template.supported() and self.context.template is not None else "spawn"
+        self.start_method: str = start_method
+        preload = self.options.pop("preload", ())
+        self.preload: tuple[str, ...] = (preload,) if isinstance(preload, str) else tuple(preload or ())
 
     async def start(self) -> None:
-        for _ in range(self.concurrency):
-            self.spawn()
+        await asyncio.gather(*(self.spawn() for _ in range(self.concurrency)))
 
-    def spawn(self) -> None:
+    async def spawn(self) -> None:
         """Start one child (from the event loop's thread, which the parent-death signal is tied to)."""
         key = self.new_key()
-        process = Child(self.child_config(key))
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        exited = self._exits[key] = loop.create_future()  # stop() waits for a child still starting too
+        try:
+            process = await self.start_child(self.child_config(key))
+        except BaseException:
+            self._exits.pop(key, None)
+            exited.set_result(None)
+            raise
         self.processes[key] = process
         self.slots[key] = Slot(key)
-        loop = asyncio.get_running_loop()
-        self._exits[key] = loop.create_future()
-        started = time.monotonic()
         loop.add_reader(process.sentinel, self._on_exit, key, started)
+        if self.stopping:  # stop() signalled the children while this one was starting
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+
+    async def start_child(self, config: ChildConfig) -> Child | template.ForkedChild:
+        """A child forked from the worker's template, or spawned (the option, or the template cannot fork)."""
+        if self.start_method == "forkserver" and self.context.template is not None:
+            forker = self.context.template()
+            if forker.dead is None:
+                try:
+                    return await forker.fork(child_payload(config), preload=self.preload)
+                except template.TemplateError as exc:
+                    log.warning("queue %s: cannot fork children from the template (%s); spawning them instead",
+                                self.queue.name, exc)
+        return Child(config)
 
     def _on_exit(self, key: str, started: float) -> None:
         process = self.processes.pop(key)
         self.slots.pop(key, None)
         loop = asyncio.get_running_loop()
         loop.remove_reader(process.sentinel)
-        code = process.reap()
         proc.kill_group(process.pid)  # whatever its jobs started and left running dies with it
+        if self.context.channel is not None:  # no push may hand a job to it any more
+            wake.remove_child_files(self.context.channel.directory, self.queue.name, key)
         lived = time.monotonic() - started
-        task = loop.create_task(self._after_exit(key, process.pid, code, lived))
+        task = loop.create_task(self._after_exit(key, process, lived))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _after_exit(self, key: str, pid: int | None, code: int | None, lived: float) -> None:
+    async def _after_exit(self, key: str, process: Child | template.ForkedChild, lived: float) -> None:
+        pid = process.pid
+        replacement: asyncio.Future[None] | None = None
         try:
+            code = await process.wait()
+            process.close()
             expected = code == 0 or (self.stopping and code == -signal.SIGTERM)
             log.log(
                 logging.DEBUG if expected else logging.WARNING, "child %s of queue %s exited (%s)",
                 pid, self.queue.name, describe_exit(code),
             )
+            # A child that dies right after starting (a broken file, a bad import) is restarted with backoff; any
+            # other is replaced at once, while its jobs are recovered (the new child claims what that frees).
+            self._restart_delay = 0.0 if lived > 5 or code == 0 else min(max(self._restart_delay * 2, 0.1), 30.0)
+            if not self.stopping and not self._restart_delay:
+                replacement = asyncio.ensure_future(self.spawn())
             await self.context.on_child_exit(pid, describe_exit(code), self.timeout_grace)
-            if not self.stopping:
-                # A child that dies right after starting (a broken file, a bad import) is restarted with backoff.
-                self._restart_delay = 0.0 if lived > 5 or code == 0 else min(max(self._restart_delay * 2, 0.1), 30.0)
-                if self._restart_delay:
-                    await asyncio.sleep(self._restart_delay)
+            if replacement is None and not self.stopping:
+                await asyncio.sleep(self._restart_delay)
                 if not self.stopping:
-                    self.spawn()
+                    await self.spawn()
         finally:
-            future = self._exits.pop(key, None)
-            if future is not None and not future.done():
-                future.set_result(None)
+            try:
+                if replacement is not None:
+                    await replacement
+            finally:
+                future = self._exits.pop(key, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
 
     kills_children = True
 

@@ -52,7 +52,7 @@ from chancy_lite.errors import (
 from chancy_lite.utils import utcnow
 from chancy_lite.worker import Worker
 from tests.conftest import wait_until
-from tests.worker_support import REPO, Supervisor, children_of, pids
+from tests.worker_support import REPO, Supervisor, pids, workers_of
 
 SUCCEEDED, RUNNING, PENDING = QueuedJob.State.SUCCEEDED, QueuedJob.State.RUNNING, QueuedJob.State.PENDING
 NOBODY = 65534
@@ -645,7 +645,7 @@ def test_a_worker_suspended_past_its_heartbeat_timeout_keeps_its_job(chancy: Cha
         a.wait_ready()
         wait_until(lambda: pids(path), message="A started the job")
         [child] = pids(path)
-        assert child in children_of(a.pid)
+        assert child in workers_of(a.pid)
         suspended = (a.pid, child)  # each child leads a process group of its own (for its jobs' processes)
         for group in suspended:
             os.killpg(group, signal.SIGSTOP)

@@ -1,5 +1,6 @@
 """Processes a job starts never outlive it when it ends by timeout, cancel, kill or shutdown, and never
-inherit the child's own signal handling (real children, real subprocesses, real signals)."""
+inherit the child's own signal handling (real children, real subprocesses, real signals), whether the child was
+forked from the worker's template or spawned."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ from tests.conftest import wait_until
 from tests.worker_support import Supervisor, gone, lines, run_worker, until
 
 FAILED, SUCCEEDED = QueuedJob.State.FAILED, QueuedJob.State.SUCCEEDED
+
+
+@pytest.fixture(autouse=True, params=["forkserver", "spawn"])
+def start_method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: children forked from the worker's template, and spawned."""
+    monkeypatch.setenv("CHANCY_LITE_START_METHOD", request.param)
+    return str(request.param)
 
 
 def new_marker() -> str:

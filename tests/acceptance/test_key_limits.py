@@ -20,7 +20,7 @@ from chancy_lite import Chancy, Job, Queue, QueuedJob
 from chancy_lite.cli import main
 from chancy_lite.worker import Worker
 from tests.acceptance.test_readme import code_blocks
-from tests.worker_support import Supervisor, children_of, run_worker, until
+from tests.worker_support import Supervisor, run_worker, until, workers_of
 
 State = QueuedJob.State
 SPAN = "tests.jobs_keyed.span"
@@ -133,7 +133,7 @@ def test_a_worker_held_back_by_its_keys_sleeps_and_wakes_when_a_slot_frees_or_a_
         return Job(func=SPAN, queue="limited", kwargs={"path": str(out), "seconds": seconds})
 
     async def body(worker: Worker) -> tuple[float, float]:
-        await until(lambda: len(children_of(os.getpid())) >= 4, timeout=30, message="children started")
+        await until(lambda: len(workers_of(os.getpid())) >= 4, timeout=30, message="children started")
         long = chancy.sync_push(job(2.0).with_concurrency(1, key="k"))
         await until(lambda: chancy.sync_get_job(long).state is State.RUNNING)  # type: ignore[union-attr]
         # Three more of k wait behind the running one; r may run once per 2-second window.
@@ -142,7 +142,7 @@ def test_a_worker_held_back_by_its_keys_sleeps_and_wakes_when_a_slot_frees_or_a_
         await until(lambda: out.exists() and "r" in out.read_text())  # r's first job ran: its second waits
         # Everything left waits on a key. Once the children are quiet (a busy machine may still be starting one),
         # over a second, idle children and the supervisor use next to no CPU.
-        pids = children_of(os.getpid())
+        pids = workers_of(os.getpid())
         await until(lambda: quiet(pids), message="children quiet")
         before, own = cpu_seconds(pids), time.process_time()
         await asyncio.sleep(1.0)  # the supervisor's loop runs meanwhile

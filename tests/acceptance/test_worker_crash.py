@@ -14,7 +14,7 @@ from chancy_lite import Chancy, Job, Queue, QueuedJob
 from chancy_lite.proc import is_alive
 from chancy_lite.worker import Worker
 from tests.conftest import wait_until
-from tests.worker_support import Supervisor, children_of, gone, lines, pids, run_worker, until
+from tests.worker_support import Supervisor, gone, lines, pids, run_worker, until, workers_of
 
 SUCCEEDED, FAILED = QueuedJob.State.SUCCEEDED, QueuedJob.State.FAILED
 RUNNING = QueuedJob.State.RUNNING
@@ -95,7 +95,7 @@ def test_sigkill_of_the_supervisor_children_exit_and_a_new_worker_runs_the_job(
     with Supervisor(db_path, "--queue", "default:2", log_path=tmp_path / "supervisor.log") as sup:
         sup.wait_ready()
         wait_until(lambda: pids(path), timeout=15, message="the job started")
-        children = children_of(sup.pid)
+        children = workers_of(sup.pid)
         assert len(children) == 2 and pids(path)[0] in children
         sup.signal(signal.SIGKILL)
         sup.wait(5)
@@ -152,7 +152,7 @@ def test_sigterm_drains_the_running_job(chancy: Chancy, db_path: str, tmp_path: 
     with Supervisor(db_path, "--queue", "default:2", log_path=tmp_path / "supervisor.log") as sup:
         sup.wait_ready()
         wait_until(lambda: pids(path), timeout=15, message="the job started")
-        children = children_of(sup.pid)
+        children = workers_of(sup.pid)
         assert len(children) == 2
         sup.signal(signal.SIGTERM)
         assert sup.wait(15) == 0, sup.log()
@@ -207,7 +207,7 @@ def test_supervisor_death_is_noticed_by_an_idle_child(chancy: Chancy, db_path: s
     declare(chancy, concurrency=2)
     with Supervisor(db_path, "--queue", "default:2", log_path=tmp_path / "supervisor.log") as sup:
         sup.wait_ready()
-        children = wait_until(lambda: len(children_of(sup.pid)) == 2 and children_of(sup.pid), timeout=10)
+        children = wait_until(lambda: len(workers_of(sup.pid)) == 2 and workers_of(sup.pid), timeout=10)
         sup.signal(signal.SIGKILL)
         sup.wait(5)
         wait_until(lambda: all(gone(pid) for pid in children), timeout=10, message="the idle children exited")

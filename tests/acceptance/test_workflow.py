@@ -16,7 +16,7 @@ import pytest
 from chancy_lite import Chancy, Job, Queue, QueuedJob
 from chancy_lite.plugins.workflow import Workflow, WorkflowPlugin
 from tests.acceptance.test_readme import README, code_blocks
-from tests.worker_support import Supervisor, children_of, lines
+from tests.worker_support import Supervisor, lines, workers_of
 
 State = Workflow.State
 # Longer than any test here: a step that waited for a queue's poll or the workflow poll would time the test out.
@@ -74,7 +74,7 @@ def test_a_diamond_runs_across_two_workers_without_waiting_for_a_poll(
 
     runs = {value: (int(pid), float(at)) for pid, at, value in lines(out)}
     assert sorted(runs) == ["a", "b", "c", "d"]  # each step ran once
-    left_children, right_children = children_of(left.pid), children_of(right.pid)
+    left_children, right_children = workers_of(left.pid), workers_of(right.pid)
     assert {runs["a"][0], runs["c"][0]} <= left_children, (runs, left_children)
     assert {runs["b"][0], runs["d"][0]} <= right_children, (runs, right_children)
     # a (left) started b on the right; b (right) and c (left) together started d on the right.

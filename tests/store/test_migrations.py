@@ -20,7 +20,7 @@ from chancy_lite.sql import CORE_MIGRATIONS
 
 CORE_TABLES = {
     "chancy_jobs", "chancy_queues", "chancy_workers", "chancy_leader", "chancy_queue_rate_limits",
-    "chancy_key_rate_limits",
+    "chancy_key_rate_limits", "chancy_job_counts",
 }
 # The default plugins' own: Metrics and the WorkflowPlugin.
 DEFAULT_PLUGIN_TABLES = {"chancy_metrics", "chancy_metric_definitions", "chancy_workflows", "chancy_workflow_steps"}
