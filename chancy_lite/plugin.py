@@ -23,7 +23,7 @@ import contextlib
 import enum
 import logging
 import pickle
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -127,6 +127,27 @@ class Plugin:
     async def wait_for_leader(worker: Worker) -> None:
         """Return once this worker is the leader (see ``chancy_lite.plugins.leadership``)."""
         await worker.is_leader.wait()
+
+
+# ------------------------------------------------- a plugin's own tables
+
+
+@contextlib.contextmanager
+def missing_tables_explained(chancy: Chancy, tables: Sequence[str], advice: str) -> Iterator[None]:
+    """Re-raise the ``MigrationsNeededError`` of a missing plugin table (``tables`` without the prefix) as one
+    that names the table and ends with ``advice`` (how to create it); other errors pass as they are."""
+    from chancy_lite import db
+    from chancy_lite.errors import MigrationsNeededError
+
+    try:
+        yield
+    except MigrationsNeededError as exc:
+        cause = exc.__cause__
+        if cause is None or db.missing_table(cause) not in {chancy.prefix + t for t in tables}:
+            raise
+        raise MigrationsNeededError(
+            f"the database {chancy.path} has no {chancy.prefix}{tables[0]} table: {advice}"
+        ) from exc
 
 
 # ------------------------------------------------- copies for worker children

@@ -57,7 +57,7 @@ from chancy_lite.queue import Queue
 from chancy_lite.store import JobFilter
 from chancy_lite.web import actions, plugins
 from chancy_lite.web.context import Context, guarded, json_response
-from chancy_lite.web.filters import BadRequest, job_filter, job_id, page_limit, truthy
+from chancy_lite.web.filters import BadRequest, job_filter, job_id, page_limit, triples, truthy
 from chancy_lite.web.shapes import dumps, job_to_json, pack_queue, parse_time, unpack_queue, worker_to_json
 
 if TYPE_CHECKING:
@@ -469,23 +469,15 @@ async def _until_closed(websocket: WebSocket) -> None:
             return
 
 
+_WORKFLOW_OPS = {"state": ("=",), "name": ("=", "~")}
+
+
 def _workflow_filters(text: str | None) -> list[tuple[str, str, str]]:
-    if not text:
-        return []
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise BadRequest("Invalid filters", "filters must be a JSON array of [key, op, value] triples") from None
-    allowed = {"state": ("=",), "name": ("=", "~")}
-    out = []
-    if not isinstance(data, list):
-        raise BadRequest("Invalid filters", "filters must be a JSON array of [key, op, value] triples")
-    for item in data:
-        if not (isinstance(item, list) and len(item) == 3 and item[0] in allowed and item[1] in allowed[item[0]]
-                and isinstance(item[2], str)):
-            raise BadRequest("Invalid filters", f"unsupported workflow filter {item!r}")
-        out.append((item[0], item[1], item[2]))
-    return out
+    found = triples(text, _WORKFLOW_OPS)
+    for item in found:
+        if not isinstance(item[2], str):
+            raise BadRequest("Invalid filters", f"a workflow filter compares with text, got {item[2]!r}")
+    return found
 
 
 def read_page(conn: Connection, chancy: Any, flt: JobFilter, before: str | None,

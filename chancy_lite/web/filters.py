@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chancy_lite.store import STATE_VALUES, JobFilter
@@ -80,7 +80,7 @@ def job_filter(params: Mapping[str, str]) -> JobFilter:
         narrow_queue(params["queue"])
     if params.get("func"):
         contains.append(params["func"])
-    for key, op, value in _triples(params.get("filters")):
+    for key, op, value in triples(params.get("filters")):
         if key == "state":
             narrow_state(value)
         elif key == "queue":
@@ -102,7 +102,9 @@ def job_filter(params: Mapping[str, str]) -> JobFilter:
     return JobFilter(states=ordered, queue=queue, func=func, func_contains=tuple(contains), compare=tuple(compare))
 
 
-def _triples(text: str | None) -> list[tuple[str, str, Any]]:
+def triples(text: str | None, ops: Mapping[str, Sequence[str]] | None = None) -> list[tuple[str, str, Any]]:
+    """``[[key, op, value], ...]`` JSON, each key and operator one of ``ops`` (default: the job filters')."""
+    ops = _OPS if ops is None else ops
     if not text:
         return []
     try:
@@ -116,10 +118,10 @@ def _triples(text: str | None) -> list[tuple[str, str, Any]]:
         if not isinstance(item, list) or len(item) != 3 or not isinstance(item[0], str) or not isinstance(item[1], str):
             raise BadRequest("Invalid filters", f"each filter is a [key, op, value] triple, got {item!r}")
         key, op, value = item
-        if key not in _OPS:
-            raise BadRequest("Invalid filters", f"unknown filter key {key!r}: use one of {', '.join(_OPS)}")
-        if op not in _OPS[key]:
-            raise BadRequest("Invalid filters", f"{key} takes the operators {' '.join(_OPS[key])}, not {op!r}")
+        if key not in ops:
+            raise BadRequest("Invalid filters", f"unknown filter key {key!r}: use one of {', '.join(ops)}")
+        if op not in ops[key]:
+            raise BadRequest("Invalid filters", f"{key} takes the operators {' '.join(ops[key])}, not {op!r}")
         triples.append((key, op, value))
     return triples
 

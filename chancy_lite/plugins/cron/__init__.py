@@ -48,10 +48,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
-from chancy_lite import db
-from chancy_lite.errors import InvalidJobError, MigrationsNeededError
+from chancy_lite.errors import InvalidJobError
 from chancy_lite.job import Job, Reference, as_job
-from chancy_lite.plugin import Plugin
+from chancy_lite.plugin import Plugin, missing_tables_explained
 from chancy_lite.plugins.cron import expression
 from chancy_lite.plugins.cron.expression import DEFAULT_ZONE, next_run
 from chancy_lite.plugins.cron.sql import MIGRATIONS
@@ -350,20 +349,11 @@ async def _run(chancy: Chancy, fn: Callable[..., T], *args: Any, **kwargs: Any) 
         return await chancy.run_store(fn, *args, **kwargs)
 
 
-@contextlib.contextmanager
-def _explained(chancy: Chancy) -> Any:
+def _explained(chancy: Chancy) -> contextlib.AbstractContextManager[None]:
     """A missing cron table is explained: the app that migrated the file had no Cron plugin."""
-    try:
-        yield
-    except MigrationsNeededError as exc:
-        cause = exc.__cause__
-        if cause is None or db.missing_table(cause) != f"{chancy.prefix}cron":
-            raise
-        raise MigrationsNeededError(
-            f"the database {chancy.path} has no {chancy.prefix}cron table: migrate it with an app that has the Cron "
-            "plugin: Chancy(path, plugins=[Cron()]) then `await chancy.migrate()`, or "
-            "`chancy-lite --app module:chancy migrate` with such an app"
-        ) from exc
+    return missing_tables_explained(
+        chancy, ["cron"], "migrate it with an app that has the Cron plugin: Chancy(path, plugins=[Cron()]) then "
+        "`await chancy.migrate()`, or `chancy-lite --app module:chancy migrate` with such an app")
 
 
 # ---------------------------------------------------- wake-ups in this process

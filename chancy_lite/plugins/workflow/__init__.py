@@ -55,9 +55,8 @@ from collections.abc import Sequence as Seq
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from chancy_lite import db
-from chancy_lite.errors import MigrationsNeededError
 from chancy_lite.job import Job, QueuedJob
-from chancy_lite.plugin import Plugin
+from chancy_lite.plugin import Plugin, missing_tables_explained
 from chancy_lite.plugins.workflow.model import (
     CircularDependencyError,
     EmptyWorkflowError,
@@ -631,21 +630,12 @@ async def _run(chancy: Chancy, fn: Callable[..., T], *args: Any, **kwargs: Any) 
         return await chancy.run_store(fn, *args, **kwargs)
 
 
-@contextlib.contextmanager
-def _explained(chancy: Chancy) -> Iterator[None]:
+def _explained(chancy: Chancy) -> contextlib.AbstractContextManager[None]:
     """A missing workflow table is explained: the app that migrated the file had no WorkflowPlugin."""
-    try:
-        yield
-    except MigrationsNeededError as exc:
-        cause = exc.__cause__
-        tables = (f"{chancy.prefix}workflows", f"{chancy.prefix}workflow_steps")
-        if cause is None or db.missing_table(cause) not in tables:
-            raise
-        raise MigrationsNeededError(
-            f"the database {chancy.path} has no {chancy.prefix}workflows table: migrate it with an app that has the "
-            "WorkflowPlugin (a default plugin, so any Chancy(path) without no_default_plugins=True): "
-            "`await chancy.migrate()`, or `chancy-lite --db PATH migrate`"
-        ) from exc
+    return missing_tables_explained(
+        chancy, ["workflows", "workflow_steps"], "migrate it with an app that has the WorkflowPlugin (a default "
+        "plugin, so any Chancy(path) without no_default_plugins=True): `await chancy.migrate()`, or "
+        "`chancy-lite --db PATH migrate`")
 
 
 @contextlib.contextmanager
