@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from chancy_lite.errors import ChancyError, MissingDependencyError
+from chancy_lite.errors import ChancyError, ConfigurationError, MissingDependencyError
 from chancy_lite.export import mapping
 from chancy_lite.export.mapping import FINISHED, WAITING, Blocker
 from chancy_lite.export.store import FIRST_ID, LiteSide, PostgresSide
@@ -100,12 +100,18 @@ class Report:
 
 
 def connect_postgres(dsn: str) -> Any:
-    """A psycopg 3 connection (not autocommit), or MissingDependencyError naming the extra."""
+    """A psycopg 3 connection (not autocommit); MissingDependencyError naming the extra, or ConfigurationError
+    when the server cannot be reached (``--dry-run`` needs it too: it reads the target's schema)."""
     try:
         import psycopg
     except ImportError as exc:
         raise MissingDependencyError("export/import needs psycopg 3: pip install 'chancy-lite[postgres]'") from exc
-    return psycopg.connect(dsn)
+    try:
+        return psycopg.connect(dsn)
+    except psycopg.Error as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigurationError(f"cannot connect to the PostgreSQL database ({detail}): check the DSN and that the "
+                                 "server runs; --dry-run needs it too, as it reads the target's schema") from exc
 
 
 def _states(*, include_finished: bool, requeue_running: bool) -> tuple[str, ...]:

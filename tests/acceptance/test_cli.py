@@ -950,3 +950,11 @@ def test_python_dash_m_chancy_lite_is_the_command(db_path: str) -> None:
     assert run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "migrate").returncode == 0
     result = run_process(sys.executable, "-m", "chancy_lite", "--db", db_path, "check-migrations")
     assert result.returncode == 0 and "migrations are up to date" in result.stdout
+
+
+def test_export_to_a_server_that_is_not_there_is_a_one_line_error(db: Cli) -> None:
+    pytest.importorskip("psycopg")
+    db("migrate")
+    result = db("export", "--to", "postgresql://127.0.0.1:1/nowhere", "--dry-run")
+    assert result.code == 2 and "cannot connect to the PostgreSQL database" in result.err, result
+    assert "Traceback" not in result.err
