@@ -540,11 +540,11 @@ class Runner:
                     self.cancelled_claims.add(decoded.job_id)
 
     def cancelled_before_start(self, job: QueuedJob) -> bool:
-        """Whether ``job``, claimed by us, was cancelled (or taken from us) before it started."""
-        if not self.cancelled_claims:
-            return False
+        """Whether ``job``, claimed by us, was cancelled (or taken from us) before it started. A job handed over
+        to us is always looked up: its hand-over came straight from the pusher, while a cancel reaches us through
+        our supervisor, so it may still be on its way."""
         job_id = str(job.id)
-        if job_id not in self.cancelled_claims:
+        if job_id not in self.cancelled_claims and not (self._handed_ids and job_id in self._handed_ids):
             return False
         states = self.with_retry(lambda: self.store.job_states(self.conn, [job_id]))
         return states.get(job_id) != State.RUNNING.value
